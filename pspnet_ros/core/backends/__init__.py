@@ -1,0 +1,6 @@
+"""Inference backends behind one interface; ``create_backend`` picks one by name."""
+from __future__ import annotations
+
+from .base import Backend, BackendError, BackendUnavailable, create_backend
+
+__all__ = ['Backend', 'BackendError', 'BackendUnavailable', 'create_backend']

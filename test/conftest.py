@@ -1,0 +1,33 @@
+"""Shared fixtures: paths to ../shared data and the shipped default model."""
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared'
+CAMVID = SHARED / 'data' / 'camvid'
+CORAL = SHARED / 'models' / 'coral'
+BAGS = SHARED / 'data' / 'bags'
+DEFAULT_CARD = ROOT / 'models' / 'pspnet_mobilenetv2_camvid.yaml'
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f'{path} is not present (shared third-party data; see README "Data")')
+    return path
+
+
+@pytest.fixture(scope='session')
+def camvid() -> Path:
+    return need(CAMVID)
+
+
+@pytest.fixture(scope='session')
+def coral() -> Path:
+    return need(CORAL)
+
+
+@pytest.fixture(scope='session')
+def default_segmenter():
+    from pspnet_ros.core import Segmenter
+    return Segmenter(DEFAULT_CARD)

@@ -1,0 +1,72 @@
+"""``pspnet-ros segment`` and ``train`` end to end on real files."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from pspnet_ros.core import ModelCard
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, '-m', 'pspnet_ros.cli', *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_segment_writes_three_pngs_and_prints_occupancy(camvid, tmp_path):
+    img = camvid / 'val' / '0016E5_07965.png'
+    proc = run_cli('segment', img, '--out', tmp_path, '--json')
+    assert proc.returncode == 0, proc.stderr
+    mask = cv2.imread(str(tmp_path / '0016E5_07965_mask.png'), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (360, 480) and mask.max() < 11
+    for suffix in ('color', 'overlay'):
+        assert cv2.imread(str(tmp_path / f'0016E5_07965_{suffix}.png')).shape == (360, 480, 3)
+    assert 'road' in proc.stdout
+    rec = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith('{')][0])
+    assert sum(v['count'] for v in rec['occupancy'].values()) == 360 * 480
+
+
+def test_segment_reports_missing_and_corrupt_files_without_traceback(tmp_path):
+    bad = tmp_path / 'broken.jpg'
+    bad.write_bytes(b'\xff\xd8\xff' + b'\x00' * 7)
+    proc = run_cli('segment', tmp_path / 'missing.png', bad, '--out', tmp_path / 'o')
+    assert proc.returncode == 1
+    assert 'image file not found' in proc.stderr and 'could not decode' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_segment_with_missing_model_card_is_a_clear_error(tmp_path):
+    img = tmp_path / 'x.png'
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    proc = run_cli('segment', img, '--model', tmp_path / 'none.yaml')
+    assert proc.returncode == 2 and 'model card not found' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.slow
+def test_train_is_deterministic_resumable_and_writes_card(camvid, coral, tmp_path):
+    imgs, labs = tmp_path / 'img', tmp_path / 'lab'
+    imgs.mkdir(), labs.mkdir()
+    for name in sorted((camvid / 'train').iterdir())[:4]:
+        (imgs / name.name).symlink_to(name)
+        (labs / name.name).symlink_to(camvid / 'trainannot' / name.name)
+    common = ['train', '--train-images', imgs, '--train-labels', labs, '--batch-size', 2,
+              '--input-size', 89, 89, '--crop-size', 73, 73, '--head-channels', 16,
+              '--init', f'tflite:{coral / "mobilenet_v2_1.0_224_quant.tflite"}',
+              '--threads', 1, '--no-progress', '--name', 'tiny']
+    a = run_cli(*common, '--epochs', 2, '--out', tmp_path / 'a')
+    assert a.returncode == 0, a.stderr
+    b = run_cli(*common, '--epochs', 1, '--out', tmp_path / 'b')
+    assert b.returncode == 0, b.stderr
+    b2 = run_cli(*common, '--epochs', 2, '--out', tmp_path / 'b')    # resumes at epoch 1
+    assert 'resumed' in b2.stdout
+    wa = load_file(str(tmp_path / 'a' / 'tiny.safetensors'))
+    wb = load_file(str(tmp_path / 'b' / 'tiny.safetensors'))
+    assert wa.keys() == wb.keys()
+    assert all(np.array_equal(wa[k].numpy(), wb[k].numpy()) for k in wa)
+    card = ModelCard.load(tmp_path / 'a' / 'tiny.yaml')
+    assert card.input_size == [89, 89] and card.head_channels == 16
+    assert '--epochs 2' in card.reproduce

@@ -1,0 +1,58 @@
+"""Shape tests for the PSPNet modules (mmsegmentation style: tiny CPU inputs)."""
+import pytest
+import torch
+from torch import nn
+
+from pspnet_ros.core.model import PPM, PSPNet
+
+
+@pytest.mark.parametrize('arch,aux_in,fea', [('pspnet_resnet18', 256, 512),
+                                             ('pspnet_mobilenetv2', 96, 320)])
+def test_pspnet_output_matches_input_size_and_stride_is_8(arch, aux_in, fea):
+    model = PSPNet(arch, num_classes=7, head_channels=32).eval()
+    x = torch.randn(1, 3, 89, 121)
+    with torch.no_grad():
+        out, aux = model(x, return_aux=True)
+        logits = model.forward_logits(x)
+    assert out.shape == (1, 7, 89, 121)
+    assert aux.shape == (1, 7, 89, 121)
+    assert logits.shape == (1, 7, 12, 16)      # (89-1)/8+1, (121-1)/8+1
+    assert model.aux[0].in_channels == aux_in
+    assert model.ppm.features[0][1].in_channels == fea
+
+
+def test_resnet50_layout_matches_semseg_dimensions():
+    model = PSPNet('pspnet_resnet50', num_classes=150)
+    assert model.layer0[6].out_channels == 128
+    assert model.cls[0].in_channels == 4096 and model.cls[0].out_channels == 512
+    assert model.aux[0].in_channels == 1024 and model.aux[0].out_channels == 256
+    assert model.layer3[0].conv2.dilation == (2, 2) and model.layer3[0].conv2.stride == (1, 1)
+    assert model.layer4[2].conv2.dilation == (4, 4)
+
+
+def test_ppm_concatenates_four_bins():
+    ppm = PPM(32, 8, (1, 2, 3, 6)).eval()
+    assert ppm(torch.randn(2, 32, 18, 18)).shape == (2, 64, 18, 18)
+
+
+@pytest.mark.parametrize('k', [6, 8, 10])
+def test_inputs_of_form_48k_minus_7_give_features_divisible_by_6(k):
+    model = PSPNet('pspnet_mobilenetv2', 3, head_channels=16, aux=False).eval()
+    n = 48 * k - 7
+    with torch.no_grad():
+        f = model.layer4(model.layer3(model.layer2(model.layer1(model.layer0(
+            torch.zeros(1, 3, n, n))))))
+    assert f.shape[-1] == 6 * k
+
+
+def test_every_relu_module_is_used_once():
+    model = PSPNet('pspnet_resnet18', 5, head_channels=16)
+    relus = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
+    assert len(relus) == len({id(m) for m in relus})
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(ValueError, match='unknown architecture'):
+        PSPNet('pspnet_vgg16', 3)
+    with pytest.raises(ValueError, match='ResNet depth'):
+        PSPNet('pspnet_resnet34', 3)
