@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 import sys
@@ -10,14 +11,19 @@ import sys
 import numpy as np
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+# Modules that add subcommands: each has ``register(subparsers)`` adding parsers whose
+# ``func(args) -> int`` runs the command.
+SUBCOMMAND_MODULES: list[str] = []
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--model', default='', help='model card YAML (default: the shipped CamVid '
                    'model)')
     p.add_argument('--backend', default='torch', help='inference backend (default: torch)')
     p.add_argument('--device', default='cpu', help='device for the backend (cpu, cuda, cuda:1)')
 
 
-def _segmenter(args):
+def segmenter_from_args(args):
     from .core import Segmenter, default_card_path
     return Segmenter(args.model or default_card_path(), backend=args.backend, device=args.device)
 
@@ -26,7 +32,7 @@ def cmd_segment(args) -> int:
     import cv2
     from .core import ImageError, read_image
     from .core.segmenter import overlay
-    seg = _segmenter(args)
+    seg = segmenter_from_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -97,13 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', default='segment_out', help='output folder (default: segment_out)')
     p.add_argument('--alpha', type=float, default=0.5, help='overlay mask weight (0..1)')
     p.add_argument('--json', action='store_true', help='also print one JSON line per image')
-    _add_model_args(p)
+    add_model_args(p)
     p.set_defaults(func=cmd_segment)
     p = sub.add_parser('train', help='train or fine-tune PSPNet on image + label folders')
     _add_dataclass_args(p, TrainConfig)
     p.add_argument('--no-resume', action='store_true', help='ignore out/checkpoints/last.pt')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(func=cmd_train)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
