@@ -2,10 +2,27 @@
 from __future__ import annotations
 
 import abc
+import importlib
+import inspect
+import logging
+from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from ..card import ModelCard
+
+LOG = logging.getLogger('pspnet_ros.backends')
+
+# name -> (module, class); modules are imported only when the backend is asked for, so the
+# plain install needs none of the optional runtimes.
+BACKENDS = {
+    'torch': ('.torch_backend', 'TorchBackend'),
+    'onnxruntime': ('.onnxruntime_backend', 'OnnxRuntimeBackend'),
+    'tflite': ('.tflite_backend', 'TFLiteBackend'),
+    'edgetpu': ('.tflite_backend', 'EdgeTPUBackend'),
+}
+DEFAULT_CHAIN = ('edgetpu', 'onnxruntime', 'tflite', 'torch')
 
 
 class BackendError(RuntimeError):
@@ -23,6 +40,10 @@ class Backend(abc.ABC):
     ``run`` takes a batch laid out as the card says (``input_layout``, ``input_dtype``) and
     returns either float logits ``(N, C, h, w)`` or integer labels ``(N, h, w)``, as the card's
     ``output_kind`` says. ``h, w`` may be smaller than the input (e.g. output stride 8).
+
+    ``details`` holds what the backend resolved (providers, delegate, precision) and
+    ``fallbacks`` the ``(backend, reason)`` pairs that ``auto`` skipped before this one; both
+    are meant for diagnostics.
     """
 
     name = 'base'
@@ -30,18 +51,107 @@ class Backend(abc.ABC):
     def __init__(self, card: ModelCard):
         self.card = card
         self.device = 'cpu'
+        self.details: dict[str, object] = {}
+        self.fallbacks: list[tuple[str, str]] = []
 
     @abc.abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run inference on a preprocessed batch."""
 
     def describe(self) -> str:
-        return f'{self.name} on {self.device}'
+        extra = ', '.join(f'{k}={v}' for k, v in self.details.items())
+        return f'{self.name} on {self.device}' + (f' ({extra})' if extra else '')
+
+    @property
+    def selection(self) -> str:
+        """One line saying which backend runs and why earlier ``auto`` choices were skipped."""
+        text = self.describe()
+        if self.fallbacks:
+            text += '; skipped ' + '; '.join(f'{n}: {r}' for n, r in self.fallbacks)
+        return text
+
+
+def require_format(card: ModelCard, backend: str, formats: Iterable[str], export_as: str) -> Path:
+    """The card's model file, checked to be one of ``formats`` and present."""
+    formats = tuple(formats)
+    if card.format not in formats:
+        raise BackendError(
+            f'backend {backend} runs {"/".join(formats)} models but card {card.name} has format '
+            f'{card.format!r}; export one with `pspnet-ros export CARD --format {export_as} '
+            '--out DIR` and pass the card written next to it')
+    path = card.weights_path
+    if not path.is_file():
+        raise BackendError(f'model file of card {card.name} not found: {path}')
+    return path
+
+
+def _split_chain(chain: str | Iterable[str] | None) -> list[str]:
+    if chain is None:
+        return list(DEFAULT_CHAIN)
+    if isinstance(chain, str):
+        chain = chain.split(',')
+    items = [c.strip() for c in chain if c.strip()]
+    if not items:
+        raise BackendError('auto backend chain is empty; give e.g. "edgetpu,onnxruntime,torch"')
+    return items
+
+
+def _options_for(cls: type, name: str, options: dict) -> dict:
+    """Options for one member of an ``auto`` chain: ``options[name]`` (a mapping) plus the
+    shared options its constructor accepts."""
+    params = inspect.signature(cls.__init__).parameters
+    shared = {k: v for k, v in options.items() if k not in BACKENDS and k in params}
+    shared.update(options.get(name) or {})
+    return shared
+
+
+def _create_auto(card: ModelCard, device: str, chain=None, **options) -> Backend:
+    """Try each ``name`` or ``name:card.yaml`` of ``chain`` in order; return the first that
+    loads, with the reasons the others failed in ``fallbacks``."""
+    failures: list[tuple[str, str]] = []
+    for item in _split_chain(chain):
+        name, _, card_path = item.partition(':')
+        if name == 'auto' or name not in BACKENDS:
+            raise BackendError(f'unknown backend {name!r} in auto chain; choose from '
+                               f'{sorted(BACKENDS)}')
+        try:
+            member_card = ModelCard.load(card_path) if card_path else card
+            cls = _backend_class(name)
+            backend = cls(member_card, device=device, **_options_for(cls, name, options))
+        except (BackendError, OSError, ValueError) as exc:
+            failures.append((name, str(exc).splitlines()[0] if str(exc) else repr(exc)))
+            continue
+        backend.fallbacks = failures
+        if failures:
+            LOG.warning('backend auto: using %s; %s', backend.describe(),
+                        '; '.join(f'{n} unavailable: {r}' for n, r in failures))
+        else:
+            LOG.info('backend auto: using %s', backend.describe())
+        return backend
+    raise BackendUnavailable('no backend of the auto chain could load: '
+                             + '; '.join(f'{n}: {r}' for n, r in failures))
+
+
+def _backend_class(name: str) -> type:
+    module, cls = BACKENDS[name]
+    return getattr(importlib.import_module(module, __package__), cls)
 
 
 def create_backend(name: str, card: ModelCard, device: str = 'cpu', **options) -> Backend:
-    """Instantiate the backend called ``name`` for ``card``."""
-    if name == 'torch':
-        from .torch_backend import TorchBackend
-        return TorchBackend(card, device=device, **options)
-    raise BackendError(f'unknown backend {name!r}; available: torch')
+    """Instantiate the backend called ``name`` for ``card``.
+
+    Args:
+        name: ``torch``, ``onnxruntime``, ``tflite``, ``edgetpu`` or ``auto``.
+        card: the model card (its ``format`` must suit the backend).
+        device: ``cpu``, ``cuda``, ``cuda:N``; for ``edgetpu`` an optional device selector
+            such as ``usb``, ``usb:0`` or ``pci:0`` (``cpu`` means any Edge TPU).
+        options: backend options (see each backend class); for ``auto``, ``chain`` (names or
+            ``name:card.yaml``, comma-separated or a list; default
+            ``edgetpu,onnxruntime,tflite,torch``), per-backend mappings under the backend's
+            name, and shared options passed to the backends that accept them.
+    """
+    if name == 'auto':
+        return _create_auto(card, device, **options)
+    if name not in BACKENDS:
+        raise BackendError(f'unknown backend {name!r}; available: {", ".join(BACKENDS)}, auto')
+    return _backend_class(name)(card, device=device, **options)

@@ -1,5 +1,7 @@
-"""PyTorch eager backend (CPU, CUDA)."""
+"""PyTorch backend (CPU, CUDA): eager, optionally fp16, channels_last, CUDA graphs, compile."""
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
@@ -8,6 +10,8 @@ from ..card import ModelCard
 from ..model import PSPNet
 from ..weights import load_into, load_state_dict
 from .base import Backend, BackendError, BackendUnavailable
+
+LOG = logging.getLogger('pspnet_ros.backends')
 
 
 def build_model(card: ModelCard, load_weights: bool = True) -> PSPNet:
@@ -22,30 +26,96 @@ def build_model(card: ModelCard, load_weights: bool = True) -> PSPNet:
 
 
 class TorchBackend(Backend):
-    """PSPNet in PyTorch eager mode; returns logits at output stride 8."""
+    """PSPNet in PyTorch; returns float32 logits at output stride 8.
+
+    Args:
+        card: a card with ``.safetensors``/``.pth`` weights.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        fp16: half precision (CUDA only; ignored with a warning on CPU).
+        channels_last: NHWC memory format (faster convolutions on GPUs and most CPUs).
+        cuda_graphs: capture one CUDA graph per input shape and replay it (CUDA only).
+        compile: ``torch.compile`` the model; ``True`` or a compile mode string.
+        threads: intra-op CPU threads (0 keeps PyTorch's default).
+        model: a ready ``nn.Module`` with ``forward_logits`` instead of the card's weights
+            (benchmarks with random weights).
+    """
 
     name = 'torch'
 
     def __init__(self, card: ModelCard, device: str = 'cpu', fp16: bool = False,
-                 channels_last: bool = False, threads: int = 0):
+                 channels_last: bool = False, cuda_graphs: bool = False,
+                 compile: bool | str = False, threads: int = 0, model=None):
         super().__init__(card)
-        if card.format != 'safetensors' and not str(card.weights).endswith(('.pth', '.pt')):
+        if model is None and card.format != 'safetensors' and not str(card.weights).endswith(
+                ('.pth', '.pt')):
             raise BackendError(f'torch backend needs .safetensors/.pth weights, card '
                                f'{card.name} has format {card.format!r}')
-        if device.startswith('cuda') and not torch.cuda.is_available():
+        cuda = device.startswith('cuda')
+        if cuda and not torch.cuda.is_available():
             raise BackendUnavailable(
                 f'device {device!r} requested but torch.cuda.is_available() is False: install '
-                'a CUDA build of PyTorch and check the NVIDIA driver, or use device: cpu')
+                'a CUDA build of PyTorch (pip install torch --index-url '
+                'https://download.pytorch.org/whl/cu128) and check the NVIDIA driver '
+                '(nvidia-smi), or use device: cpu')
+        if not cuda and device != 'cpu':
+            raise BackendError(f'torch backend device must be cpu, cuda or cuda:N, got {device!r}')
+        for flag, value in (('fp16', fp16), ('cuda_graphs', cuda_graphs)):
+            if value and not cuda:
+                LOG.warning('torch backend: %s needs CUDA; running without it on %s', flag,
+                            device)
         if threads > 0:
             torch.set_num_threads(threads)
         self.device = device
-        self.dtype = torch.float16 if fp16 and device.startswith('cuda') else torch.float32
+        self.dtype = torch.float16 if fp16 and cuda else torch.float32
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = build_model(card).to(device=device, dtype=self.dtype,
-                                          memory_format=self.memory_format)
+        net = model if model is not None else build_model(card)
+        self.model = net.eval().to(device=device, dtype=self.dtype,
+                                   memory_format=self.memory_format)
+        self._forward = self.model.forward_logits
+        if compile:
+            mode = compile if isinstance(compile, str) else None
+            self._forward = torch.compile(self.model.forward_logits, mode=mode)
+        self.cuda_graphs = bool(cuda_graphs and cuda)
+        self._graphs: dict[tuple, tuple] = {}
+        self.details = {'precision': 'fp16' if self.dtype == torch.float16 else 'fp32',
+                        'channels_last': bool(channels_last)}
+        if self.cuda_graphs:
+            self.details['cuda_graphs'] = True
+        if compile:
+            self.details['compile'] = compile if isinstance(compile, str) else 'default'
+
+    def _to_input(self, batch: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        if self.device != 'cpu':
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.dtype).contiguous(memory_format=self.memory_format)
+
+    def _graph_for(self, x: torch.Tensor):
+        key = (tuple(x.shape), x.dtype)
+        if key not in self._graphs:
+            static_in = x.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):  # warm up kernels/cuDNN autotuning outside the capture
+                    self._forward(static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._forward(static_in)
+            self._graphs[key] = (graph, static_in, static_out)
+        return self._graphs[key]
+
+    @torch.inference_mode()
+    def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Run on a tensor already on the device (benchmarks); returns a device tensor."""
+        if self.cuda_graphs:
+            graph, static_in, static_out = self._graph_for(x)
+            static_in.copy_(x)
+            graph.replay()
+            return static_out
+        return self._forward(x)
 
     @torch.inference_mode()
     def run(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(self.device, self.dtype).contiguous(
-            memory_format=self.memory_format)
-        return self.model.forward_logits(x).float().cpu().numpy()
+        return self.run_tensor(self._to_input(batch)).float().cpu().numpy()
