@@ -1,0 +1,1 @@
+"""Rosbag evaluation: replay bags through the Segmenter, score against labels, write bags."""

@@ -1,0 +1,126 @@
+"""``pspnet-ros eval`` and ``pspnet-ros make-bag`` subcommands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..core.image import DEFAULT_MAX_PIXELS
+
+
+def cmd_eval(args) -> int:
+    from ..cli import segmenter_from_args
+    from .bagio import BagError
+    from .evaluator import BagEvaluator, EvalConfig, exit_code
+    cfg = EvalConfig(bags=args.bags, image_topic=args.image_topic, label_topic=args.label_topic,
+                     labels_dir=args.labels_dir, pred_topic=args.pred_topic,
+                     stamp_tolerance=args.stamp_tolerance, out=args.out,
+                     write_bag=args.write_bag, write_storage=args.write_storage,
+                     write_prefix=args.write_prefix, samples=args.samples, limit=args.limit,
+                     max_pixels=args.max_pixels, ignore_index=args.ignore_index,
+                     max_pending=args.max_pending, progress=not args.no_progress)
+    cfg.validate()
+    if cfg.pred_topic:
+        from ..core import ModelCard, default_card_path, get_label_set
+        name = args.label_set or ModelCard.load(args.model or default_card_path()).label_set
+        ls = get_label_set(name)
+        ev = BagEvaluator(cfg, class_names=ls.classes, palette=ls.palette_array(),
+                          ignore_index=ls.ignore_index)
+    else:
+        ev = BagEvaluator(cfg, segmenter=segmenter_from_args(args))
+    try:
+        report = ev.run()
+    except (BagError, FileExistsError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    for b in report['bags']:
+        for key in ('error', 'recovered', 'read_error'):
+            if b[key]:
+                print(f'{"error" if key == "error" else "warning"}: {b[key]}', file=sys.stderr)
+    fr, met, th = report['frames'], report['metrics'], report['throughput']
+    line = (f'frames read {fr["read"]}, scored {fr["scored"]}, skipped {fr["skipped"]}'
+            + (f' ({", ".join(f"{k}: {v}" for k, v in fr["skipped_by_reason"].items())})'
+               if fr['skipped'] else ''))
+    print(line)
+    if met:
+        print(f'mIoU {100 * met["miou"]:.2f}%  pixel accuracy {100 * met["pixel_accuracy"]:.2f}%'
+              f'  fwIoU {100 * met["fwiou"]:.2f}%')
+    if th['frames_per_s']:
+        print(f'{th["frames_per_s"]:.1f} frames/s end to end')
+    print(f'wrote report.json, summary.md and plots to {cfg.out}/'
+          + (f'; predictions to {cfg.write_bag}' if cfg.write_bag else ''))
+    return exit_code(report)
+
+
+def cmd_make_bag(args) -> int:
+    from .makebag import make_bag
+    image_topic = args.image_topic
+    if image_topic is None:
+        image_topic = '/camera/image_raw/compressed' if args.compressed else '/camera/image_raw'
+    summary = make_bag(args.images, args.labels, args.out, rate=args.rate,
+                       compressed=args.compressed, storage=args.storage,
+                       image_topic=image_topic, label_topic=args.label_topic,
+                       frame_id=args.frame_id, limit=args.limit, start_stamp=args.start_stamp)
+    summary.pop('files')
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def register(subparsers) -> None:
+    from ..cli import add_model_args
+    from .makebag import DEFAULT_START_STAMP
+    p = subparsers.add_parser(
+        'eval', help='replay ROS 2 bags through the model and score against label images',
+        description='Replay ROS 2 bags (sqlite3 or mcap) through the model, or read recorded '
+        'masks (--pred-topic), match frames to ground-truth labels by header stamp and write '
+        'report.json, summary.md, plots and a sample montage. See docs/EVALUATION.md.')
+    p.add_argument('bags', nargs='+', metavar='BAG', help='bag folders or .db3/.mcap files')
+    p.add_argument('--image-topic', default='', help='sensor_msgs/Image or CompressedImage '
+                   'topic to segment')
+    p.add_argument('--pred-topic', default='', help='score recorded masks (mono8 Image, e.g. '
+                   "the node's ~/mask) instead of running the model")
+    gt = p.add_mutually_exclusive_group()
+    gt.add_argument('--label-topic', default='', help='ground truth: mono8/16UC1 Image topic of '
+                    'class ids with the same header stamps as the images')
+    gt.add_argument('--labels-dir', default='', help='ground truth: folder of label PNGs named '
+                    'by stamp (<ns>.png or <sec>.<nsec>.png) or matched by index in name order')
+    p.add_argument('--stamp-tolerance', type=float, default=0.0, help='match the nearest label '
+                   'within this many seconds (default 0: exact stamps)')
+    p.add_argument('--out', default='eval_out', help='report folder (default: eval_out)')
+    p.add_argument('--write-bag', default='', help='also write mask, color_mask and occupancy '
+                   'to this new bag')
+    p.add_argument('--write-storage', choices=('sqlite3', 'mcap'), default='sqlite3',
+                   help='storage of --write-bag (default: sqlite3)')
+    p.add_argument('--write-prefix', default='/pspnet', help='topic prefix in --write-bag '
+                   '(default: /pspnet -> /pspnet/mask ...)')
+    p.add_argument('--samples', type=int, default=4, help='frames in samples.png (default 4)')
+    p.add_argument('--limit', type=int, default=0, help='at most this many frames per bag')
+    p.add_argument('--ignore-index', type=int, default=None, help='label id not scored '
+                   "(default: the label set's void id)")
+    p.add_argument('--label-set', default='', help='class names for --pred-topic (default: '
+                   "the model card's)")
+    p.add_argument('--max-pixels', type=int, default=DEFAULT_MAX_PIXELS,
+                   help='reject larger frames')
+    p.add_argument('--max-pending', type=int, default=256, help='frames kept waiting for a '
+                   'label before they count as unlabelled (default 256)')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_model_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser(
+        'make-bag', help='build a labelled bag from image and label folders',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('images', help='image folder, e.g. ../shared/data/camvid/val')
+    p.add_argument('labels', help='label folder (same file stems), e.g. .../valannot')
+    p.add_argument('out', help='new bag folder')
+    p.add_argument('--rate', type=float, default=10.0, help='frames per second of header time')
+    p.add_argument('--compressed', action='store_true', help='JPEG CompressedImage frames')
+    p.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
+    p.add_argument('--image-topic', default=None, help='default /camera/image_raw '
+                   '(/camera/image_raw/compressed with --compressed)')
+    p.add_argument('--label-topic', default='/camera/labels')
+    p.add_argument('--frame-id', default='camera')
+    p.add_argument('--limit', type=int, default=None, help='first N pairs in name order')
+    p.add_argument('--start-stamp', type=float, default=DEFAULT_START_STAMP,
+                   help='header stamp of the first frame, seconds')
+    p.set_defaults(func=cmd_make_bag)

@@ -1,0 +1,174 @@
+"""Evaluation report: JSON, Markdown summary, matplotlib plots and a sample montage."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+STAGES = ('decode', 'convert', 'preprocess', 'inference', 'postprocess', 'total', 'evaluator')
+
+
+def percentiles(values: Sequence[float]) -> dict | None:
+    """p50/p90/p99/mean/max in milliseconds, or None without values."""
+    if not len(values):
+        return None
+    a = np.asarray(values, np.float64) * 1e3
+    return {'p50': float(np.percentile(a, 50)), 'p90': float(np.percentile(a, 90)),
+            'p99': float(np.percentile(a, 99)), 'mean': float(a.mean()), 'max': float(a.max()),
+            'n': int(a.size)}
+
+
+def clean(obj):
+    """JSON-safe copy: NaN/inf become None, numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _fmt(v, pct: bool = True) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return 'n/a'
+    return f'{100 * v:.2f}' if pct else f'{v:.2f}'
+
+
+def markdown(report: dict) -> str:
+    """A human summary of ``report`` (the JSON structure)."""
+    fr = report['frames']
+    lines = ['# Bag evaluation', '',
+             f'- mode: {report["mode"]}; ground truth: {report["ground_truth"] or "none"}',
+             f'- bags: ' + ', '.join(f'`{b["path"]}` ({b["storage"] or "?"})'
+                                      for b in report['bags'])]
+    for b in report['bags']:
+        for key in ('error', 'recovered', 'read_error'):
+            if b.get(key):
+                lines.append(f'- **{key.replace("_", " ")}** in `{b["path"]}`: {b[key]}')
+    if report.get('model'):
+        m = report['model']
+        lines.append(f'- model: {m["name"]} ({m["backend"]} on {m["device"]}, input '
+                     f'{m["input_size"][0]}x{m["input_size"][1]})')
+    lines += ['', '## Frames', '',
+              f'- read: {fr["read"]}, processed: {fr["processed"]}, scored against ground '
+              f'truth: {fr["scored"]}, skipped: {fr["skipped"]}',
+              f'- labels without a matching frame: {fr["labels_unmatched"]}']
+    if fr['skipped_by_reason']:
+        lines += ['', '| reason | frames | example |', '|---|---:|---|']
+        for r, n in sorted(fr['skipped_by_reason'].items()):
+            ex = fr['skip_examples'].get(r, '').replace('|', '/')
+            lines.append(f'| {r} | {n} | {ex} |')
+    met = report.get('metrics')
+    if met:
+        lines += ['', '## Accuracy', '',
+                  f'- mIoU: **{_fmt(met["miou"])}%** over {met["classes_present"]} classes '
+                  'present in the ground truth',
+                  f'- pixel accuracy: {_fmt(met["pixel_accuracy"])}%, mean class accuracy: '
+                  f'{_fmt(met["mean_accuracy"])}%, frequency weighted IoU: {_fmt(met["fwiou"])}%',
+                  f'- pixels scored: {met["pixels"]}', '', '| class | IoU % | GT pixels |',
+                  '|---|---:|---:|']
+        for name, iou in met['iou'].items():
+            lines.append(f'| {name} | {_fmt(iou)} | {met["gt_pixels"][name]} |')
+    lat = report['latency_ms']
+    if any(lat.values()):
+        lines += ['', '## Latency (ms per frame)', '', '| stage | p50 | p90 | p99 | mean |',
+                  '|---|---:|---:|---:|---:|']
+        for stage, p in lat.items():
+            if p:
+                lines.append(f'| {stage} | {p["p50"]:.2f} | {p["p90"]:.2f} | {p["p99"]:.2f} '
+                             f'| {p["mean"]:.2f} |')
+    th = report['throughput']
+    lines += ['', '## Throughput', '',
+              f'- wall time {th["wall_s"]:.2f} s, {_fmt(th["frames_per_s"], False)} frames/s '
+              'end to end',
+              f'- evaluator alone (excluding model time): '
+              f'{_fmt(th["evaluator_frames_per_s"], False)} frames/s']
+    if th.get('model_frames_per_s'):
+        lines.append(f'- model alone: {_fmt(th["model_frames_per_s"], False)} frames/s')
+    lines += ['', 'Files: `report.json`, `iou.png`, `confusion.png`, `latency.png`, '
+              '`samples.png`.', '']
+    return '\n'.join(lines)
+
+
+def plot_all(report: dict, timings: dict[str, list[float]], out: Path) -> list[str]:
+    """Per-class IoU bars, row-normalised confusion matrix, latency histogram; returns the
+    files written."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    written = []
+    met = report.get('metrics')
+    if met:
+        names = list(met['iou'])
+        vals = [np.nan if v is None else 100 * v for v in met['iou'].values()]
+        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names)), 4))
+        ax.bar(range(len(names)), np.nan_to_num(vals), color='tab:blue')
+        ax.set_xticks(range(len(names)), names, rotation=60, ha='right', fontsize=8)
+        ax.set_ylabel('IoU %')
+        ax.set_ylim(0, 100)
+        ax.set_title(f'per-class IoU (mIoU {_fmt(met["miou"])}%)')
+        fig.tight_layout()
+        fig.savefig(out / 'iou.png', dpi=100)
+        plt.close(fig)
+        conf = np.asarray(report['confusion'], np.float64)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            norm = np.nan_to_num(conf / conf.sum(1, keepdims=True))
+        size = max(5, 0.4 * len(names))
+        fig, ax = plt.subplots(figsize=(size + 1, size))
+        im = ax.imshow(norm, cmap='viridis', vmin=0, vmax=1)
+        if len(names) <= 40:
+            ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xlabel('prediction')
+        ax.set_ylabel('ground truth')
+        ax.set_title('confusion (rows normalised)')
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.tight_layout()
+        fig.savefig(out / 'confusion.png', dpi=100)
+        plt.close(fig)
+        written += ['iou.png', 'confusion.png']
+    series = {k: np.asarray(v) * 1e3 for k, v in timings.items()
+              if len(v) and k in ('total', 'inference', 'evaluator')}
+    if series:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k, v in series.items():
+            ax.hist(v, bins=min(50, max(5, v.size // 2)), alpha=0.6, label=k)
+        ax.set_xlabel('ms per frame')
+        ax.set_ylabel('frames')
+        ax.legend()
+        ax.set_title('latency')
+        fig.tight_layout()
+        fig.savefig(out / 'latency.png', dpi=100)
+        plt.close(fig)
+        written.append('latency.png')
+    return written
+
+
+def montage(samples: Sequence[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]],
+            palette: np.ndarray, path: Path, width: int = 320) -> None:
+    """One row per sample: image, ground truth colours, prediction colours (black = void)."""
+    from ..core.segmenter import colorize
+    rows = []
+    for img, gt, pred in samples:
+        h, w = pred.shape
+        th = max(1, round(h * width / w))
+        tiles = []
+        for tile in (img, None if gt is None else colorize(gt, palette), colorize(pred, palette)):
+            if tile is None:
+                tile = np.zeros((h, w, 3), np.uint8)
+            tiles.append(cv2.resize(tile, (width, th), interpolation=cv2.INTER_NEAREST))
+        rows.append(np.concatenate(tiles, axis=1))
+    if rows:
+        grid = np.concatenate(rows, axis=0)
+        cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def write_json(report: dict, path: Path) -> None:
+    path.write_text(json.dumps(clean(report), indent=1) + '\n')
