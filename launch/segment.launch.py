@@ -1,0 +1,41 @@
+"""Start the PSPNet segmentation node with a parameter file and an image topic remap."""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    params_file = LaunchConfiguration('params_file')
+    namespace = LaunchConfiguration('namespace')
+    image_topic = LaunchConfiguration('image_topic')
+    camera_info_topic = LaunchConfiguration('camera_info_topic')
+    use_sim_time = LaunchConfiguration('use_sim_time')
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'params_file',
+            default_value=PathJoinSubstitution([FindPackageShare('pspnet_ros'), 'config',
+                                                'segment.yaml']),
+            description='YAML file with the node parameters'),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace for the node and its outputs'),
+        DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
+                              description='camera image topic (raw transport)'),
+        DeclareLaunchArgument('camera_info_topic', default_value='/camera/camera_info',
+                              description='camera info topic (used if use_camera_info)'),
+        DeclareLaunchArgument('use_sim_time', default_value='false',
+                              description='use /clock (rosbag replay)'),
+        Node(
+            package='pspnet_ros',
+            executable='segment_node',
+            name='pspnet_segmentation',
+            namespace=namespace,
+            parameters=[params_file, {'use_sim_time': use_sim_time}],
+            remappings=[('image', image_topic),
+                        ('image/compressed', [image_topic, '/compressed']),
+                        ('camera_info', camera_info_topic)],
+            output='screen',
+            emulate_tty=True,
+        ),
+    ])

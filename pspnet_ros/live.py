@@ -1,0 +1,177 @@
+"""Drive a running segmentation node over real DDS: publish frames, collect what comes back.
+
+Used by the demo, the live bag evaluation, the node benchmark and the integration tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import os
+from pathlib import Path
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from std_msgs.msg import String
+from diagnostic_msgs.msg import DiagnosticArray
+
+from .core import rosimage
+
+NODE_NAME = 'pspnet_segmentation'
+
+
+def stamp_key(header) -> int:
+    """Nanoseconds of a header stamp, used to pair outputs with inputs."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def start_node(params_file: str | os.PathLike | None = None, domain_id: int | None = None,
+               ros_args: list[str] | None = None, log_path: str | os.PathLike | None = None,
+               env: dict | None = None) -> subprocess.Popen:
+    """Start ``segment_node`` in its own process (``python -m pspnet_ros.segment_node``)."""
+    cmd = [sys.executable, '-m', 'pspnet_ros.segment_node', '--ros-args']
+    if params_file:
+        cmd += ['--params-file', str(params_file)]
+    cmd += list(ros_args or [])
+    penv = dict(os.environ if env is None else env)
+    if domain_id is not None:
+        penv['ROS_DOMAIN_ID'] = str(domain_id)
+    penv.setdefault('PYTHONUNBUFFERED', '1')
+    out = open(log_path, 'w') if log_path else subprocess.DEVNULL
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=penv)
+
+
+def stop_node(proc: subprocess.Popen, timeout: float = 15.0) -> int:
+    """Ask the node to stop with SIGINT (like Ctrl-C) and return its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass
+class Received:
+    """Outputs collected for one input stamp, with the receive time of each."""
+
+    msgs: dict[str, object] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)
+
+
+class LiveClient(Node):
+    """A camera-like publisher plus subscribers on all of the node's outputs."""
+
+    def __init__(self, node_ns: str = f'/{NODE_NAME}', image_topic: str = 'image',
+                 compressed: bool = False, reliable: bool = False,
+                 outputs: tuple[str, ...] = ('mask', 'color_mask', 'overlay', 'occupancy'),
+                 name: str = 'pspnet_live_client'):
+        super().__init__(name)
+        pub_qos = qos_profile_sensor_data if not reliable else QoSProfile(
+            depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        if compressed:
+            self.pub = self.create_publisher(CompressedImage, f'{image_topic}/compressed',
+                                             pub_qos)
+        else:
+            self.pub = self.create_publisher(Image, image_topic, pub_qos)
+        self.received: dict[int, Received] = {}
+        self.sent: dict[int, float] = {}
+        self.label_info: dict | None = None
+        self.diagnostics: list[DiagnosticArray] = []
+        self._lock = threading.Lock()
+        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        types = {'mask': Image, 'color_mask': Image, 'overlay': Image, 'confidence': Image,
+                 'occupancy': PointCloud2}
+        self._subs = [self.create_subscription(types[o], f'{node_ns}/{o}',
+                                               self._collector(o), out_qos) for o in outputs]
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._subs.append(self.create_subscription(String, f'{node_ns}/label_info',
+                                                   self._on_label_info, latched))
+        self._subs.append(self.create_subscription(DiagnosticArray, '/diagnostics',
+                                                   self._on_diag, 10))
+        self.outputs = outputs
+
+    def _collector(self, name: str):
+        def cb(msg):
+            now = time.monotonic()
+            with self._lock:
+                rec = self.received.setdefault(stamp_key(msg.header), Received())
+                rec.msgs[name] = msg
+                rec.times[name] = now
+        return cb
+
+    def _on_label_info(self, msg: String) -> None:
+        import json
+        self.label_info = json.loads(msg.data)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        if any(NODE_NAME in s.name for s in msg.status):
+            self.diagnostics.append(msg)
+
+    def make_image(self, rgb: np.ndarray, stamp_ns: int, frame_id: str = 'camera',
+                   compressed: bool = False):
+        if compressed:
+            msg = CompressedImage(format='jpeg')
+            msg.data = rosimage.rgb_to_compressed(rgb, 'jpeg')
+        else:
+            h, w, enc, step, data = rosimage.rgb_to_image_fields(rgb)
+            msg = Image(height=h, width=w, encoding=enc, step=step, is_bigendian=0)
+            msg.data = data
+        msg.header.frame_id = frame_id
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        return msg
+
+    def publish(self, msg) -> None:
+        with self._lock:
+            self.sent[stamp_key(msg.header)] = time.monotonic()
+        self.pub.publish(msg)
+
+    def wait_for_node(self, executor, timeout: float = 60.0) -> bool:
+        """Spin until the node subscribes to our image topic and label_info arrived."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+            if self.pub.get_subscription_count() > 0 and self.label_info is not None:
+                return True
+        return False
+
+    def complete(self, key: int) -> bool:
+        rec = self.received.get(key)
+        return rec is not None and all(o in rec.msgs for o in self.outputs)
+
+    def spin_until(self, executor, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            executor.spin_once(timeout_sec=0.02)
+        return predicate()
+
+
+def diag_values(arr: DiagnosticArray) -> dict[str, str]:
+    """The key/value pairs of the node's status in a DiagnosticArray."""
+    for s in arr.status:
+        if NODE_NAME in s.name:
+            return {kv.key: kv.value for kv in s.values}
+    return {}
+
+
+def default_params_file() -> Path:
+    here = Path(__file__).resolve().parents[1] / 'config' / 'segment.yaml'
+    if here.is_file():
+        return here
+    return Path(sys.prefix) / 'share' / 'pspnet_ros' / 'config' / 'segment.yaml'
+
+
+def ensure_rclpy() -> None:
+    if not rclpy.ok():
+        rclpy.init()

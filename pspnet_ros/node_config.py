@@ -1,0 +1,141 @@
+"""Node parameters turned into one validated configuration object (ROS-free)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .core.segmenter import Region
+
+# Changing these needs a new model: only allowed while unconfigured.
+READ_ONLY_AFTER_CONFIGURE = frozenset({
+    'model', 'backend', 'device', 'fallback_backends', 'input_size', 'resize_mode',
+    'num_threads', 'input_transport', 'image_qos', 'qos_depth', 'use_camera_info',
+    'diagnostics_period'})
+
+
+def parse_regions(specs: list[str]) -> dict[str, Region]:
+    """Parse ``["name:x0,y0,x1,y1", ...]`` (fractions of width/height) into a dict."""
+    regions: dict[str, Region] = {}
+    for spec in specs:
+        if not spec:
+            continue
+        name, sep, box = spec.partition(':')
+        try:
+            vals = tuple(float(v) for v in box.split(','))
+        except ValueError:
+            vals = ()
+        if not sep or not name or len(vals) != 4:
+            raise ValueError(f'occupancy region {spec!r} must look like "ahead:0.3,0.5,0.7,1.0"')
+        x0, y0, x1, y1 = vals
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise ValueError(f'occupancy region {spec!r}: need 0 <= x0 < x1 <= 1 and '
+                             '0 <= y0 < y1 <= 1')
+        if name in regions:
+            raise ValueError(f'occupancy region name {name!r} appears twice')
+        regions[name] = vals
+    return regions
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the node reads from its parameters, validated once."""
+
+    model: str = ''
+    backend: str = 'torch'
+    device: str = 'cpu'
+    fallback_backends: tuple[str, ...] = ()
+    input_size: tuple[int, int] | None = None
+    resize_mode: str | None = None
+    max_image_pixels: int = 4096 * 4096
+    num_threads: int = 0
+    input_transport: str = 'raw'
+    image_qos: str = 'sensor_data'
+    qos_depth: int = 2
+    use_camera_info: bool = False
+    publish_color_mask: bool = True
+    publish_overlay: bool = True
+    publish_confidence: bool = False
+    overlay_alpha: float = 0.5
+    regions: dict[str, Region] = field(default_factory=dict)
+    diagnostics_period: float = 1.0
+    log_throttle_sec: float = 5.0
+
+    @classmethod
+    def from_parameters(cls, p: dict) -> 'NodeConfig':
+        if p['input_transport'] not in ('raw', 'compressed'):
+            raise ValueError(f'input_transport must be raw or compressed, got '
+                             f'{p["input_transport"]!r}')
+        if p['image_qos'] not in ('sensor_data', 'reliable'):
+            raise ValueError(f'image_qos must be sensor_data or reliable, got {p["image_qos"]!r}')
+        size = list(p['input_size'] or [0, 0])
+        if len(size) != 2:
+            raise ValueError(f'input_size must be [height, width], got {size}')
+        if p['resize_mode'] not in ('', 'stretch', 'letterbox'):
+            raise ValueError(f'resize_mode must be stretch, letterbox or empty, got '
+                             f'{p["resize_mode"]!r}')
+        return cls(
+            model=p['model'], backend=p['backend'], device=p['device'],
+            fallback_backends=tuple(b.strip() for b in p['fallback_backends'].split(',')
+                                    if b.strip()),
+            input_size=None if size == [0, 0] else (int(size[0]), int(size[1])),
+            resize_mode=p['resize_mode'] or None, max_image_pixels=int(p['max_image_pixels']),
+            num_threads=int(p['num_threads']), input_transport=p['input_transport'],
+            image_qos=p['image_qos'], qos_depth=int(p['qos_depth']),
+            use_camera_info=bool(p['use_camera_info']),
+            publish_color_mask=bool(p['publish_color_mask']),
+            publish_overlay=bool(p['publish_overlay']),
+            publish_confidence=bool(p['publish_confidence']),
+            overlay_alpha=float(p['overlay_alpha']),
+            regions=parse_regions(list(p['occupancy_regions'] or [])),
+            diagnostics_period=float(p['diagnostics_period']),
+            log_throttle_sec=float(p['log_throttle_sec']))
+
+    def updated(self, changes: dict) -> 'NodeConfig':
+        """A copy with run-time (cosmetic) parameter changes applied."""
+        kw = {}
+        for name, value in changes.items():
+            if name == 'occupancy_regions':
+                kw['regions'] = parse_regions(list(value or []))
+            elif name in {f.name for f in dataclasses.fields(self)}:
+                kw[name] = value
+        return dataclasses.replace(self, **kw)
+
+    def _segmenter(self, backend: str):
+        from .core import Segmenter, default_card_path
+        opts = {'threads': self.num_threads} if backend == 'torch' and self.num_threads else {}
+        return Segmenter(self.model or default_card_path(), backend=backend, device=self.device,
+                         input_size=self.input_size, resize_mode=self.resize_mode,
+                         max_pixels=self.max_image_pixels, backend_options=opts)
+
+    def build_segmenter(self):
+        """The Segmenter for the configured backend, else the first fallback that loads.
+
+        Returns ``(segmenter, note)``; ``note`` is empty unless a fallback was taken, and then
+        says why (for the log and diagnostics).
+        """
+        try:
+            return self._segmenter(self.backend), ''
+        except Exception as exc:
+            if not self.fallback_backends:
+                raise
+            return self._fallback(self.backend, exc)
+
+    def fallback_segmenter(self, failed: str, exc: Exception):
+        """After ``failed`` broke at run time, the next backend in the chain (or None)."""
+        chain = [b for b in self.fallback_backends if b != failed]
+        if not chain:
+            return None, ''
+        return self._fallback(failed, exc)
+
+    def _fallback(self, failed: str, exc: Exception):
+        reasons = [f'{failed}: {exc}']
+        for name in self.fallback_backends:
+            if name == failed:
+                continue
+            try:
+                seg = self._segmenter(name)
+            except Exception as err:
+                reasons.append(f'{name}: {err}')
+                continue
+            return seg, f'backend {failed!r} unusable, fell back to {name!r} ({"; ".join(reasons)})'
+        raise RuntimeError('no backend could be loaded: ' + '; '.join(reasons))
