@@ -120,8 +120,9 @@ class LiveClient(Node):
     def make_image(self, rgb: np.ndarray, stamp_ns: int, frame_id: str = 'camera',
                    compressed: bool = False):
         if compressed:
-            msg = CompressedImage(format='jpeg')
-            msg.data = rosimage.rgb_to_compressed(rgb, 'jpeg')
+            fmt, data = rosimage.rgb_to_compressed(rgb, 'jpeg')
+            msg = CompressedImage(format=fmt)
+            msg.data = data
         else:
             h, w, enc, step, data = rosimage.rgb_to_image_fields(rgb)
             msg = Image(height=h, width=w, encoding=enc, step=step, is_bigendian=0)

@@ -1,0 +1,170 @@
+"""Lifecycle transitions, compressed input and QoS mismatch warnings, over real DDS."""
+import ast
+from pathlib import Path
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from ros_fixtures import NodeUnderTest, PARAMS, ROOT, rclpy_session
+
+pytestmark = pytest.mark.ros
+rclpy_session()
+
+from pspnet_ros.live import stamp_key  # noqa: E402
+from pspnet_ros.segment_node import PARAMETERS  # noqa: E402
+
+
+def _frame():
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[:50] = (140, 160, 200)
+    img[50:] = (90, 80, 90)
+    return img
+
+
+def _lifecycle(n, transition_id):
+    from lifecycle_msgs.srv import ChangeState
+    cli = n.client.create_client(ChangeState, '/pspnet_segmentation/change_state')
+    assert cli.wait_for_service(30)
+    req = ChangeState.Request()
+    req.transition.id = transition_id
+    fut = cli.call_async(req)
+    n.client.spin_until(n.ex, fut.done, 60)
+    return fut.result().success
+
+
+def _state(n):
+    from lifecycle_msgs.srv import GetState
+    cli = n.client.create_client(GetState, '/pspnet_segmentation/get_state')
+    assert cli.wait_for_service(30)
+    fut = cli.call_async(GetState.Request())
+    n.client.spin_until(n.ex, fut.done, 10)
+    return fut.result().current_state.label
+
+
+def test_managed_node_follows_lifecycle_transitions(tmp_path):
+    from lifecycle_msgs.msg import Transition
+    n = NodeUnderTest(tmp_path, ros_args=['-p', 'autostart:=false'],
+                      client_kwargs={'outputs': ('mask',)}, wait=False)
+    try:
+        assert _state(n) == 'unconfigured'
+        assert _lifecycle(n, Transition.TRANSITION_CONFIGURE)
+        assert _state(n) == 'inactive'
+        assert _lifecycle(n, Transition.TRANSITION_ACTIVATE)
+        assert _state(n) == 'active'
+        assert n.client.wait_for_node(n.ex, 30)
+        n.spin(1.0)
+        assert n.send_and_wait(n.client.make_image(_frame(), 10_000_000_001))
+        assert _lifecycle(n, Transition.TRANSITION_DEACTIVATE)
+        assert _state(n) == 'inactive'
+        n.client.publish(n.client.make_image(_frame(), 10_000_000_002))
+        n.spin(1.5)
+        assert stamp_key(n.client.make_image(_frame(), 10_000_000_002).header) \
+            not in n.client.received
+        assert _lifecycle(n, Transition.TRANSITION_ACTIVATE)
+        n.client.spin_until(n.ex, lambda: n.client.pub.get_subscription_count() > 0, 30)
+        n.spin(1.0)
+        assert n.send_and_wait(n.client.make_image(_frame(), 10_000_000_003))
+        assert _lifecycle(n, Transition.TRANSITION_DEACTIVATE)
+        assert _lifecycle(n, Transition.TRANSITION_CLEANUP)
+        assert _state(n) == 'unconfigured'
+    finally:
+        assert n.close() == 0
+
+
+def test_configure_with_a_missing_model_fails_cleanly(tmp_path):
+    from lifecycle_msgs.msg import Transition
+    n = NodeUnderTest(tmp_path, ros_args=['-p', 'autostart:=false', '-p',
+                                          f'model:={tmp_path}/missing.yaml'],
+                      client_kwargs={'outputs': ()}, wait=False)
+    try:
+        assert not _lifecycle(n, Transition.TRANSITION_CONFIGURE)
+        assert _state(n) == 'unconfigured'
+    finally:
+        assert n.close() == 0
+    log = n.log.read_text()
+    assert 'configure failed: model card not found' in log and 'Traceback' not in log
+
+
+def test_compressed_input_and_corrupt_jpeg(tmp_path):
+    n = NodeUnderTest(tmp_path, ros_args=['-p', 'input_transport:=compressed'],
+                      client_kwargs={'compressed': True, 'outputs': ('mask',)})
+    try:
+        n.spin(1.0)
+        good = n.client.make_image(_frame(), 20_000_000_001, compressed=True)
+        assert n.send_and_wait(good)
+        m = n.client.received[stamp_key(good.header)].msgs['mask']
+        assert (m.height, m.width, m.encoding) == (120, 160, 'mono8')
+        from sensor_msgs.msg import CompressedImage
+        bad = CompressedImage(format='jpeg')
+        bad.data = bytes(good.data[:len(good.data) // 3])
+        bad.header.stamp.sec = 21
+        n.client.publish(bad)
+        n.spin(0.5)
+        assert n.send_and_wait(n.client.make_image(_frame(), 22_000_000_000, compressed=True))
+        v = n.latest_diag(lambda v: 'errors.corrupt_compressed' in v)
+        assert v['errors.corrupt_compressed'] == '1'
+    finally:
+        assert n.close() == 0
+
+
+def test_reliable_subscription_warns_about_a_best_effort_camera(tmp_path):
+    n = NodeUnderTest(tmp_path, ros_args=['-p', 'image_qos:=reliable'],
+                      client_kwargs={'outputs': ()}, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and 'incompatible QoS' not in n.log.read_text():
+            n.spin(0.5)
+    finally:
+        assert n.close() == 0
+    log = n.log.read_text()
+    assert 'incompatible QoS' in log and 'set image_qos: sensor_data' in log
+
+
+def test_every_yaml_profile_sets_only_declared_parameters():
+    for path in sorted((ROOT / 'config').glob('*.yaml')):
+        data = yaml.safe_load(path.read_text())
+        params = data['/**']['ros__parameters']
+        unknown = set(params) - set(PARAMETERS)
+        assert not unknown, f'{path.name}: unknown parameters {unknown}'
+    full = yaml.safe_load(PARAMS.read_text())['/**']['ros__parameters']
+    assert set(full) == set(PARAMETERS), 'segment.yaml must document every parameter'
+    for name, value in full.items():
+        default = PARAMETERS[name][0]
+        assert type(value) is type(default) or name == 'max_image_pixels', name
+
+
+def test_launch_file_declares_documented_arguments_and_has_no_side_effects():
+    src = (ROOT / 'launch' / 'segment.launch.py').read_text()
+    tree = ast.parse(src)
+    funcs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert funcs == ['generate_launch_description']
+    declared = [c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
+                and getattr(c.func, 'id', '') == 'DeclareLaunchArgument']
+    assert declared == ['params_file', 'namespace', 'image_topic', 'camera_info_topic',
+                        'use_sim_time']
+    top_level = [type(n).__name__ for n in tree.body]
+    assert set(top_level) <= {'Expr', 'ImportFrom', 'Import', 'FunctionDef'}
+    assert "executable='segment_node'" in src and "package='pspnet_ros'" in src
+    readme = (ROOT / 'README.md').read_text()
+    for arg in declared:
+        assert arg in readme, f'launch argument {arg} is not documented in README.md'
+
+
+def test_cv_bridge_gives_the_same_arrays_where_it_exists():
+    cv_bridge = pytest.importorskip(
+        'cv_bridge', reason='cv_bridge (ROS 2) is not pip-installable; runs in a ROS install')
+    from pspnet_ros.core import rosimage
+    from sensor_msgs.msg import Image
+    bridge = cv_bridge.CvBridge()
+    rgb = np.random.default_rng(0).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    for enc in ('rgb8', 'bgr8'):
+        msg = bridge.cv2_to_imgmsg(rgb, encoding=enc)
+        ours = rosimage.image_to_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian,
+                                     msg.step, bytes(msg.data))
+        theirs = bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8')
+        assert np.array_equal(ours, theirs)
+    mono16 = rgb[:, :, 0].astype(np.uint16) * 257
+    msg = bridge.cv2_to_imgmsg(mono16, encoding='mono16')
+    assert isinstance(msg, Image)
