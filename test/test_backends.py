@@ -1,0 +1,157 @@
+"""Backend selection: names, clear errors for missing runtimes, the auto fallback chain."""
+import logging
+import subprocess
+import sys
+
+from conftest import DEFAULT_CARD
+import numpy as np
+import pytest
+
+from pspnet_ros.core import ModelCard, Segmenter
+from pspnet_ros.core.backends import BackendError, BackendUnavailable, create_backend
+from pspnet_ros.core.backends.onnxruntime_backend import resolve_providers
+from pspnet_ros.core.backends.tflite_backend import dequantize, quantize
+
+
+@pytest.fixture(scope='module')
+def card() -> ModelCard:
+    return ModelCard.load(DEFAULT_CARD)
+
+
+def test_unknown_backend_name_lists_the_available_ones(card):
+    with pytest.raises(BackendError, match=r"unknown backend 'tpu'; available: torch, "
+                                           r'onnxruntime, tflite, edgetpu, auto'):
+        create_backend('tpu', card)
+
+
+def test_importing_the_backends_does_not_import_optional_runtimes():
+    code = ('import sys, pspnet_ros.core.backends, pspnet_ros.core.segmenter; '
+            "print(sorted(m for m in ('onnxruntime', 'ai_edge_litert', 'tflite_runtime', "
+            "'onnx', 'litert_torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == '[]'
+
+
+def test_onnxruntime_backend_asks_for_an_exported_model(card):
+    with pytest.raises(BackendError, match=r"format 'safetensors'.*pspnet-ros export CARD "
+                                           r'--format onnx'):
+        create_backend('onnxruntime', card)
+
+
+def test_missing_onnxruntime_names_the_pip_command(tmp_path, card, monkeypatch):
+    model = tmp_path / 'm.onnx'
+    model.write_bytes(b'x')
+    onnx_card = ModelCard(**{**card.__dict__, 'format': 'onnx', 'weights': str(model)})
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)
+    with pytest.raises(BackendUnavailable, match=r'needs the onnxruntime package.*'
+                                                 r'pip install onnxruntime'):
+        create_backend('onnxruntime', onnx_card)
+
+
+def test_missing_tflite_interpreter_names_the_pip_command(tmp_path, card, monkeypatch):
+    model = tmp_path / 'm.tflite'
+    model.write_bytes(b'x')
+    tfl_card = ModelCard(**{**card.__dict__, 'format': 'tflite', 'weights': str(model)})
+    monkeypatch.setitem(sys.modules, 'ai_edge_litert', None)
+    monkeypatch.setitem(sys.modules, 'tflite_runtime', None)
+    for name in ('tflite', 'edgetpu'):
+        with pytest.raises(BackendUnavailable, match=r'pip install ai-edge-litert'):
+            create_backend(name, tfl_card)
+
+
+@pytest.mark.parametrize('error', [OSError('libedgetpu.so.1: cannot open shared object file'),
+                                   ValueError('Failed to load delegate from libedgetpu.so.1')])
+def test_edgetpu_delegate_failure_is_unavailable_with_apt_hint(tmp_path, card, monkeypatch,
+                                                               error):
+    pytest.importorskip('ai_edge_litert', reason='ai-edge-litert not installed')
+    from ai_edge_litert import interpreter
+
+    def fail(library, options=None):
+        raise error
+    monkeypatch.setattr(interpreter, 'load_delegate', fail)
+    model = tmp_path / 'm_edgetpu.tflite'
+    model.write_bytes(b'x')
+    tpu_card = ModelCard(**{**card.__dict__, 'format': 'edgetpu', 'weights': str(model)})
+    with pytest.raises(BackendUnavailable, match=r'Edge TPU delegate libedgetpu.so.1 could not '
+                                                 r'be loaded.*apt-get install libedgetpu1-std'):
+        create_backend('edgetpu', tpu_card, device='usb:0')
+
+
+def test_edgetpu_rejects_a_malformed_device_selector(tmp_path, card):
+    pytest.importorskip('ai_edge_litert', reason='ai-edge-litert not installed')
+    model = tmp_path / 'm_edgetpu.tflite'
+    model.write_bytes(b'x')
+    tpu_card = ModelCard(**{**card.__dict__, 'format': 'edgetpu', 'weights': str(model)})
+    with pytest.raises(BackendError, match=r"usb, usb:N, pci or pci:N, got 'gpu:0'"):
+        create_backend('edgetpu', tpu_card, device='gpu:0')
+
+
+@pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='CUDA is available here')
+def test_torch_cuda_without_a_gpu_is_unavailable_with_a_hint(card):
+    with pytest.raises(BackendUnavailable, match=r'torch.cuda.is_available\(\) is False.*'
+                                                 r'device: cpu'):
+        create_backend('torch', card, device='cuda')
+
+
+def test_torch_gpu_options_on_cpu_warn_and_run_fp32(card, caplog):
+    with caplog.at_level(logging.WARNING, logger='pspnet_ros.backends'):
+        backend = create_backend('torch', card, fp16=True, channels_last=True,
+                                 cuda_graphs=True)
+    assert 'fp16 needs CUDA' in caplog.text and 'cuda_graphs needs CUDA' in caplog.text
+    assert backend.details == {'precision': 'fp32', 'channels_last': True}
+    out = backend.run(np.zeros((1, 3, 65, 65), np.float32))
+    assert out.dtype == np.float32 and out.shape == (1, 11, 9, 9)
+
+
+def test_torch_channels_last_gives_the_same_logits(card):
+    x = np.random.default_rng(0).normal(size=(1, 3, 97, 129)).astype(np.float32)
+    a = create_backend('torch', card).run(x)
+    b = create_backend('torch', card, channels_last=True).run(x)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_auto_takes_the_first_loadable_backend_and_records_why_others_failed(card, caplog):
+    with caplog.at_level(logging.WARNING, logger='pspnet_ros.backends'):
+        seg = Segmenter(card, backend='auto',
+                        backend_options={'chain': 'edgetpu,onnxruntime,torch'})
+    backend = seg.backend
+    assert backend.name == 'torch'
+    assert [name for name, _ in backend.fallbacks] == ['edgetpu', 'onnxruntime']
+    assert all('safetensors' in reason for _, reason in backend.fallbacks)
+    assert 'backend auto: using torch on cpu' in caplog.text
+    assert 'edgetpu unavailable' in caplog.text and 'onnxruntime unavailable' in caplog.text
+    assert backend.selection.startswith('torch on cpu (precision=fp32, channels_last=False); '
+                                        'skipped edgetpu: ')
+
+
+def test_auto_passes_per_backend_and_shared_options(card):
+    backend = create_backend('auto', card, chain=['torch'], torch={'channels_last': True},
+                             num_threads=1)
+    assert backend.details['channels_last'] is True and backend.fallbacks == []
+
+
+def test_auto_with_nothing_loadable_says_why_for_each(card):
+    with pytest.raises(BackendUnavailable, match=r'no backend of the auto chain could load: '
+                                                 r'onnxruntime: .*; tflite: '):
+        create_backend('auto', card, chain='onnxruntime,tflite')
+
+
+def test_auto_rejects_unknown_chain_members(card):
+    with pytest.raises(BackendError, match=r"unknown backend 'gpu' in auto chain"):
+        create_backend('auto', card, chain='gpu,torch')
+
+
+def test_provider_order_is_kept_and_missing_ones_are_listed():
+    chosen, missing = resolve_providers(
+        ['tensorrt', 'cuda', 'openvino', 'cpu'],
+        ['CPUExecutionProvider', 'CUDAExecutionProvider'])
+    assert chosen == ['CUDAExecutionProvider', 'CPUExecutionProvider']
+    assert missing == ['TensorrtExecutionProvider', 'OpenVINOExecutionProvider']
+
+
+def test_quantize_rounds_clips_and_dequantize_inverts():
+    x = np.array([-2.0, -0.01, 0.0, 0.26, 10.0], np.float32)
+    q = quantize(x, 0.05, -3, np.int8)
+    np.testing.assert_array_equal(q, [-43, -3, -3, 2, 127])
+    np.testing.assert_allclose(dequantize(q, 0.05, -3), [-2.0, 0.0, 0.0, 0.25, 6.5], atol=1e-6)
