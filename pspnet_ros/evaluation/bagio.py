@@ -254,8 +254,8 @@ class PredictionWriter:
     def write(self, header, time_ns: int, labels: np.ndarray, color: np.ndarray,
               cloud: OccupancyCloud) -> None:
         ts = self.bag.ts
-        self.bag.write(f'{self.prefix}/mask', image_msg(ts, header, labels_to_image_fields(labels)),
-                       time_ns)
+        self.bag.write(f'{self.prefix}/mask',
+                       image_msg(ts, header, labels_to_image_fields(labels)), time_ns)
         self.bag.write(f'{self.prefix}/color_mask',
                        image_msg(ts, header, rgb_to_image_fields(color)), time_ns)
         self.bag.write(f'{self.prefix}/occupancy', cloud_msg(ts, header, cloud), time_ns)

@@ -46,8 +46,8 @@ def markdown(report: dict) -> str:
     fr = report['frames']
     lines = ['# Bag evaluation', '',
              f'- mode: {report["mode"]}; ground truth: {report["ground_truth"] or "none"}',
-             f'- bags: ' + ', '.join(f'`{b["path"]}` ({b["storage"] or "?"})'
-                                      for b in report['bags'])]
+             '- bags: ' + ', '.join(f'`{b["path"]}` ({b["storage"] or "?"})'
+                                    for b in report['bags'])]
     for b in report['bags']:
         for key in ('error', 'recovered', 'read_error'):
             if b.get(key):
