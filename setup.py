@@ -13,7 +13,8 @@ setup(
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
-        ('share/' + package_name + '/models', glob('models/*.yaml') + glob('models/*.safetensors')),
+        ('share/' + package_name + '/models',
+         glob('models/*.yaml') + glob('models/*.safetensors')),
     ],
     # Runtime Python dependencies come from package.xml (rosdep) in a ROS install and from
     # requirements.txt in a plain venv; listing them here would make colcon's generated

@@ -137,5 +137,6 @@ class NodeConfig:
             except Exception as err:
                 reasons.append(f'{name}: {err}')
                 continue
-            return seg, f'backend {failed!r} unusable, fell back to {name!r} ({"; ".join(reasons)})'
+            why = '; '.join(reasons)
+            return seg, f'backend {failed!r} unusable, fell back to {name!r} ({why})'
         raise RuntimeError('no backend could be loaded: ' + '; '.join(reasons))

@@ -25,9 +25,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
 from .node_config import NodeConfig, READ_ONLY_AFTER_CONFIGURE, parse_regions
-from .ros_convert import (error_kind, image_from_msg, labels_to_msg, occupancy_to_msg,
-                          rgb_to_msg, float_to_msg)
+from .ros_convert import (error_kind, float_to_msg, image_from_msg, labels_to_msg,
+                          occupancy_to_msg, rgb_to_msg)
 from .stats import Counters, LatencyStats, RateMeter
+
 
 def _desc(text: str, *, lo=None, hi=None, step=None, integer=False,
           read_only=False) -> ParameterDescriptor:
@@ -227,9 +228,10 @@ class SegmentNode(LifecycleNode):
                if want == 'reliable' else
                'the publisher asks for something this subscription does not offer; check its '
                'durability/deadline settings')
+        topic = self._subs[0].topic_name if self._subs else 'image'
         self.get_logger().warning(
-            f'incompatible QoS with a publisher on {self._subs[0].topic_name if self._subs else "image"}'
-            f' (policy {event.last_policy_kind}); no frames will arrive: {fix}')
+            f'incompatible QoS with a publisher on {topic} (policy {event.last_policy_kind}); '
+            f'no frames will arrive: {fix}')
 
     def _on_pub_incompatible(self, event) -> None:
         self.counters.inc('errors.qos_incompatible')
@@ -283,8 +285,8 @@ class SegmentNode(LifecycleNode):
         cfg, seg = self.cfg, self.segmenter
         if cfg is None or seg is None:
             return
-        want = {n: self._wanted(n) for n in ('mask', 'color_mask', 'overlay', 'confidence',
-                                              'occupancy', 'camera_info')}
+        outputs = ('mask', 'color_mask', 'overlay', 'confidence', 'occupancy', 'camera_info')
+        want = {n: self._wanted(n) for n in outputs}
         want['color_mask'] &= cfg.publish_color_mask
         want['overlay'] &= cfg.publish_overlay
         want['confidence'] &= cfg.publish_confidence
@@ -398,9 +400,10 @@ class SegmentNode(LifecycleNode):
         st.hardware_id = vals['device']
         if errors or self.backend_note:
             st.level = DiagnosticStatus.WARN
-            st.message = (f'{errors} frame errors' if errors else '') + \
-                (('; ' if errors else '') + 'running on fallback backend'
-                 if self.backend_note else '')
+            parts = [f'{errors} frame errors'] if errors else []
+            if self.backend_note:
+                parts.append('running on fallback backend')
+            st.message = '; '.join(parts)
         else:
             st.level = DiagnosticStatus.OK
             st.message = 'ok'

@@ -1,6 +1,5 @@
 """Lifecycle transitions, compressed input and QoS mismatch warnings, over real DDS."""
 import ast
-from pathlib import Path
 import time
 
 import numpy as np

@@ -1,5 +1,4 @@
 """The segmentation node in its own process over real DDS (rclpy wheels, Fast DDS)."""
-import json
 
 import numpy as np
 import pytest

@@ -49,7 +49,8 @@ class ModelCard:
 
     def __post_init__(self):
         if len(self.input_size) != 2 or min(self.input_size) < 8:
-            raise ModelCardError(f'input_size must be [height, width] >= 8, got {self.input_size}')
+            raise ModelCardError(
+                f'input_size must be [height, width] >= 8, got {self.input_size}')
         if self.output_kind not in OUTPUT_KINDS:
             raise ModelCardError(f'output_kind must be one of {OUTPUT_KINDS}, '
                                  f'got {self.output_kind!r}')
@@ -90,6 +91,7 @@ class ModelCard:
         return card
 
     def save(self, path: str | os.PathLike) -> None:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'path'}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != 'path'}
         Path(path).write_text(yaml.safe_dump(data, sort_keys=False, width=99))
         self.path = Path(path)

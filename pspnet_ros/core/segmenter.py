@@ -102,7 +102,8 @@ class Segmenter:
         if isinstance(backend, Backend):
             self.backend = backend
         else:
-            self.backend = create_backend(backend, self.card, device, **dict(backend_options or {}))
+            self.backend = create_backend(backend, self.card, device,
+                                          **dict(backend_options or {}))
         self._mean = np.asarray(self.card.mean, np.float32)
         self._inv_std = 1.0 / np.asarray(self.card.std, np.float32)
         self.palette = self.labelset.palette_array()

@@ -214,8 +214,10 @@ def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> M
                                  if not k.startswith('aux.')})
     save_safetensors(state_model, weights, {'architecture': cfg.architecture})
     args = {k: v for k, v in asdict(cfg).items()}
-    flags = ' '.join(f'--{k.replace("_", "-")} {" ".join(map(str, v)) if isinstance(v, list) else v}'
-                     for k, v in args.items() if v not in ('', None) and k not in ('out',))
+
+    def flag(k, v):
+        return f'--{k.replace("_", "-")} {" ".join(map(str, v)) if isinstance(v, list) else v}'
+    flags = ' '.join(flag(k, v) for k, v in args.items() if v not in ('', None) and k != 'out')
     card = ModelCard(
         name=cfg.name, weights=weights.name, label_set=cfg.label_set,
         num_classes=model.num_classes, input_size=list(cfg.input_size),

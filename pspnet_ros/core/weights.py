@@ -166,7 +166,8 @@ def import_mobilenetv2_tflite(model: nn.Module, path: str | os.PathLike) -> int:
     ``calibrate_batchnorm`` then gives the BatchNorms real statistics for fine-tuning.
 
     Returns:
-        The number of conv layers imported (51 for MobileNetV2 1.0: stem, 2 in block 0, 3 in each of 16 blocks).
+        The number of conv layers imported: 51 for MobileNetV2 1.0 (the stem, 2 in block 0
+        and 3 in each of the other 16 blocks).
     """
     tensors = _tflite_tensors(str(path))
     convs = _mobilenetv2_convs(model)
