@@ -167,3 +167,20 @@ def test_cv_bridge_gives_the_same_arrays_where_it_exists():
     mono16 = rgb[:, :, 0].astype(np.uint16) * 257
     msg = bridge.cv2_to_imgmsg(mono16, encoding='mono16')
     assert isinstance(msg, Image)
+
+
+def test_unavailable_backend_falls_back_and_diagnostics_say_why(tmp_path):
+    n = NodeUnderTest(tmp_path, ros_args=['-p', 'backend:=edgetpu', '-p',
+                                          'fallback_backends:=torch'],
+                      client_kwargs={'outputs': ('mask',)})
+    try:
+        n.spin(1.0)
+        assert n.send_and_wait(n.client.make_image(_frame(), 30_000_000_000))
+        v = n.latest_diag(lambda v: 'backend_note' in v)
+        assert v['backend'] == 'torch'
+        assert "backend 'edgetpu' unusable, fell back to 'torch'" in v['backend_note']
+        levels = [s.level for s in n.client.diagnostics[-1].status]
+        assert levels == [b'\x01']      # WARN
+    finally:
+        assert n.close() == 0
+    assert 'fell back to' in n.log.read_text()
