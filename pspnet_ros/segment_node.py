@@ -132,6 +132,8 @@ class SegmentNode(LifecycleNode):
             # Cosmetic parameters take effect on the next frame.
             changes = {p.name: p.value for p in params}
             self.cfg = self.cfg.updated(changes)
+            if 'occupancy_regions' in changes and 'label_info' in self._pubs:
+                self._publish_label_info()      # region names/boxes live there
         return SetParametersResult(successful=True)
 
     def _read_config(self) -> NodeConfig:
