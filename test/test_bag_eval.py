@@ -50,8 +50,8 @@ def camvid_bag(tmp_path_factory):
 
 # -- make-bag ---------------------------------------------------------------------------------
 @pytest.mark.parametrize('storage, compressed', [('sqlite3', False), ('mcap', True)])
-def test_make_bag_writes_images_and_labels_with_identical_headers(tmp_path, storage,
-                                                                   compressed):
+def test_make_bag_writes_images_and_labels_with_identical_headers(
+        tmp_path, storage, compressed):
     need(CAMVID)
     topic = '/cam/image/compressed' if compressed else '/cam/image'
     summary = make_bag(CAMVID / 'val', CAMVID / 'valannot', tmp_path / 'b', rate=4.0,
@@ -73,8 +73,10 @@ def test_make_bag_writes_images_and_labels_with_identical_headers(tmp_path, stor
     for (_, im), (_, lab) in zip(images, labels):
         assert im.header.stamp == lab.header.stamp and lab.header.frame_id == 'cam0'
         assert (lab.encoding, lab.width, lab.height, lab.step) == ('mono8', 480, 360, 480)
-    assert images[0][1].format == 'rgb8; jpeg compressed bgr8' if compressed \
-        else images[0][1].encoding == 'rgb8'
+    if compressed:
+        assert images[0][1].format == 'rgb8; jpeg compressed bgr8'
+    else:
+        assert images[0][1].encoding == 'rgb8'
 
 
 def test_make_bag_refuses_to_overwrite(camvid_bag):

@@ -51,4 +51,3 @@ def make_bag(images: str | os.PathLike, labels: str | os.PathLike, out: str | os
             else 'sensor_msgs/msg/Image',
             'first_stamp_ns': start_ns, 'last_stamp_ns': start_ns + (len(pairs) - 1) * period_ns,
             'rate_hz': rate, 'files': [p.name for p, _ in pairs]}
-
