@@ -13,7 +13,12 @@ import numpy as np
 
 # Modules that add subcommands: each has ``register(subparsers)`` adding parsers whose
 # ``func(args) -> int`` runs the command.
-SUBCOMMAND_MODULES: list[str] = ['pspnet_ros.evaluation.cli', 'pspnet_ros.live_cli']
+SUBCOMMAND_MODULES: list[str] = [
+    'pspnet_ros.evaluation.cli',
+    'pspnet_ros.live_cli',
+    'pspnet_ros.core.export',
+    'pspnet_ros.bench',
+]
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,155 @@
+"""GPU check: torch CUDA fp16 parity and PSPNet-ResNet50 fp32 vs fp16 + channels_last + graphs."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+import time
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pspnet_ros.core.backends.torch_backend import TorchBackend  # noqa: E402
+from pspnet_ros.core.card import ModelCard  # noqa: E402
+from pspnet_ros.core.model import PSPNet  # noqa: E402
+
+SIZES = ((473, 473), (512, 1024))
+BATCHES = (1, 4)
+TARGET_SPEEDUP = 4.0
+
+
+def write_json(report: dict) -> None:
+    out = os.environ.get('OUT')
+    if out:
+        path = Path(out) / 'gpu_check.json'
+        path.write_text(json.dumps(report, indent=1))
+        print(f'wrote {path}')
+
+
+def resnet50_card(size: tuple[int, int]) -> ModelCard:
+    return ModelCard(name='pspnet_resnet50_random', weights='', label_set='ade20k',
+                     num_classes=150, input_size=list(size), architecture='pspnet_resnet50')
+
+
+def random_resnet50() -> PSPNet:
+    torch.manual_seed(0)
+    model = PSPNet('pspnet_resnet50', 150, aux=False).eval()
+    # Random-init BN statistics make activations explode through 50 layers; give them
+    # plausible running stats so fp16 parity is meaningful.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.fill_(2.0)
+    return model
+
+
+def parity(device: str) -> dict:
+    """fp16 + channels_last vs fp32 argmax agreement and max |dlogit|."""
+    out = {}
+    size = (473, 473)
+    card = resnet50_card(size)
+    x = np.random.default_rng(0).normal(size=(1, 3, *size)).astype(np.float32)
+    ref = TorchBackend(card, device, model=random_resnet50()).run(x)
+    fast = TorchBackend(card, device, fp16=True, channels_last=True, cuda_graphs=True,
+                        model=random_resnet50()).run(x)
+    out['resnet50_random'] = {'agreement': float((ref.argmax(1) == fast.argmax(1)).mean()),
+                              'max_abs_dlogit': float(np.abs(ref - fast).max()),
+                              'logit_abs_max': float(np.abs(ref).max())}
+    default = ROOT / 'models' / 'pspnet_mobilenetv2_camvid.yaml'
+    frames = ROOT.parent / 'shared' / 'data' / 'camvid' / 'val'
+    if default.is_file() and frames.is_dir():
+        from pspnet_ros.core import Segmenter, read_image
+        a = Segmenter(default, device=device)
+        b = Segmenter(default, device=device, backend_options={
+            'fp16': True, 'channels_last': True, 'cuda_graphs': True})
+        agree = []
+        for p in sorted(frames.glob('*.png'))[:8]:
+            img = read_image(p)
+            agree.append(float((a(img).labels == b(img).labels).mean()))
+        out['default_card_camvid_val'] = {'frames': len(agree), 'agreement': float(np.mean(agree))}
+    return out
+
+
+def time_backend(backend: TorchBackend, batch: int, size: tuple[int, int],
+                 budget_s: float) -> dict:
+    x = torch.randn(batch, 3, *size, device=backend.device).to(backend.dtype).contiguous(
+        memory_format=backend.memory_format)
+    for _ in range(3):
+        backend.run_tensor(x)
+    torch.cuda.synchronize()
+    times = []
+    start = time.perf_counter()
+    while len(times) < 10 or (time.perf_counter() - start < budget_s and len(times) < 200):
+        t0 = time.perf_counter()
+        backend.run_tensor(x)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    med = float(np.median(times))
+    return {'iters': len(times), 'median_ms': 1e3 * med,
+            'p90_ms': 1e3 * float(np.percentile(times, 90)), 'images_per_s': batch / med}
+
+
+def bench(device: str, budget_s: float, use_compile: bool) -> list[dict]:
+    rows = []
+    for size in SIZES:
+        card = resnet50_card(size)
+        base = TorchBackend(card, device, model=random_resnet50())
+        fast = TorchBackend(card, device, fp16=True, channels_last=True,
+                            cuda_graphs=not use_compile,
+                            compile='max-autotune-no-cudagraphs' if use_compile else False,
+                            model=random_resnet50())
+        for batch in BATCHES:
+            a = time_backend(base, batch, size, budget_s)
+            b = time_backend(fast, batch, size, budget_s)
+            row = {'input_size': list(size), 'batch': batch, 'fp32_eager': a,
+                   'fp16_channels_last_graphs': b,
+                   'speedup': b['images_per_s'] / a['images_per_s']}
+            row['target_met'] = row['speedup'] >= TARGET_SPEEDUP
+            rows.append(row)
+            print(f'{size[0]}x{size[1]} batch {batch}: fp32 {a["images_per_s"]:.1f} img/s, '
+                  f'fp16+cl+graphs {b["images_per_s"]:.1f} img/s -> {row["speedup"]:.2f}x '
+                  f'({"met" if row["target_met"] else "NOT met"}, target {TARGET_SPEEDUP}x)',
+                  flush=True)
+        del base, fast
+        torch.cuda.empty_cache()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument('--device', default='cuda')
+    p.add_argument('--budget-s', type=float, default=4.0, help='timing seconds per case')
+    p.add_argument('--compile', action='store_true', help='torch.compile instead of graphs')
+    args = p.parse_args(argv)
+    report = {'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'), 'torch': torch.__version__}
+    if not torch.cuda.is_available():
+        # The CPU-safe part: the model builds and the backend runs its fp32 path.
+        card = resnet50_card((65, 65))
+        out = TorchBackend(card, 'cpu', fp16=True, channels_last=True,
+                           model=random_resnet50()).run(np.zeros((1, 3, 65, 65), np.float32))
+        report.update(cuda=False, status='skipped', cpu_smoke_output_shape=list(out.shape),
+                      reason='torch.cuda.is_available() is False (no NVIDIA GPU/driver, or a '
+                      'CPU-only torch build); nothing to measure')
+        print(f'gpu_check: {report["reason"]}. CPU smoke test passed (PSPNet-ResNet50 logits '
+              f'{tuple(out.shape)}).')
+        write_json(report)
+        return 0
+    torch.backends.cudnn.benchmark = True
+    report.update(cuda=True, device_name=torch.cuda.get_device_name(args.device))
+    print(f'gpu_check on {report["device_name"]}, torch {torch.__version__}', flush=True)
+    report['parity'] = parity(args.device)
+    print('parity:', json.dumps(report['parity']), flush=True)
+    report['bench'] = bench(args.device, args.budget_s, args.compile)
+    report['target_speedup'] = TARGET_SPEEDUP
+    report['all_targets_met'] = all(r['target_met'] for r in report['bench'])
+    write_json(report)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
