@@ -11,6 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
+import shlex
 import time
 
 import numpy as np
@@ -213,17 +214,20 @@ def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> M
     state_model.load_state_dict({k: v for k, v in model.state_dict().items()
                                  if not k.startswith('aux.')})
     save_safetensors(state_model, weights, {'architecture': cfg.architecture})
-    args = {k: v for k, v in asdict(cfg).items()}
+    defaults = TrainConfig(train_images='', train_labels='', out='')
 
     def flag(k, v):
-        return f'--{k.replace("_", "-")} {" ".join(map(str, v)) if isinstance(v, list) else v}'
-    flags = ' '.join(flag(k, v) for k, v in args.items() if v not in ('', None) and k != 'out')
+        vals = v if isinstance(v, list) else [v]
+        return f'--{k.replace("_", "-")} ' + ' '.join(shlex.quote(str(x)) for x in vals)
+    # Only what differs from the defaults, shell-quoted: a command a user can paste.
+    flags = ' '.join(flag(k, v) for k, v in asdict(cfg).items()
+                     if k != 'out' and v != getattr(defaults, k))
     card = ModelCard(
         name=cfg.name, weights=weights.name, label_set=cfg.label_set,
         num_classes=model.num_classes, input_size=list(cfg.input_size),
         architecture=cfg.architecture, head_channels=cfg.head_channels,
         mean=list(cfg.mean), std=list(cfg.std), licence=cfg.licence,
         training_data=cfg.training_data, metrics=metrics,
-        reproduce=f'pspnet-ros train {flags} --out {os.fspath(cfg.out)}')
+        reproduce=f'pspnet-ros train {flags} --out {shlex.quote(os.fspath(cfg.out))}')
     card.save(out / f'{cfg.name}.yaml')
     return card
