@@ -59,8 +59,10 @@ def test_train_is_deterministic_resumable_and_writes_card(camvid, coral, tmp_pat
               '--threads', 1, '--no-progress', '--name', 'tiny']
     a = run_cli(*common, '--epochs', 2, '--out', tmp_path / 'a')
     assert a.returncode == 0, a.stderr
-    b = run_cli(*common, '--epochs', 1, '--out', tmp_path / 'b')
+    b = run_cli(*common, '--epochs', 2, '--stop-after', 1, '--out', tmp_path / 'b')
     assert b.returncode == 0, b.stderr
+    assert 'stopped after epoch 1' in b.stdout
+    assert not (tmp_path / 'b' / 'tiny.safetensors').exists()
     b2 = run_cli(*common, '--epochs', 2, '--out', tmp_path / 'b')    # resumes at epoch 1
     assert 'resumed' in b2.stdout
     wa = load_file(str(tmp_path / 'a' / 'tiny.safetensors'))

