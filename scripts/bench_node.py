@@ -97,6 +97,8 @@ def main(argv=None) -> int:
         node_fps = len(frames) / (time.monotonic() - t0)
         client.spin_until(ex, lambda: False, 1.5)
         before = diag_values(client.diagnostics[-1])
+        closed_loop_stages = {k: float(v) for k, v in before.items()
+                              if k.startswith('latency.') and k.endswith('p50_ms')}
         # Overload: open loop at a fixed rate.
         keys = []
         period = 1.0 / args.overload_rate
@@ -129,6 +131,7 @@ def main(argv=None) -> int:
             'node_received': d['frames.received'], 'node_processed': d['frames.processed'],
             'node_dropped': d['frames.dropped'],
             'lost_in_transport': len(keys) - d['frames.received'],
+            'node_stage_p50_ms_closed_loop': closed_loop_stages,
         }
     finally:
         code = stop_node(proc)

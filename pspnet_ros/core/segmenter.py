@@ -166,6 +166,9 @@ class Segmenter:
             logits = logits[None]
         if self.card.output_layout == 'NHWC':
             logits = logits.permute(0, 3, 1, 2)
+        # Channels-last: the per-pixel reduction over classes is then contiguous, which makes
+        # it several times faster than arg-maxing over dim 1 of an NCHW tensor.
+        logits = logits.contiguous(memory_format=torch.channels_last)
         if self.resize_mode == 'stretch' and logits.shape[-2:] != (ih, iw):
             # Feature grid corners sit on input corners (sizes 8k+1), so one align-corners
             # resize maps features straight to the frame.
@@ -175,15 +178,17 @@ class Segmenter:
                 logits = F.interpolate(logits, (ih, iw), mode='bilinear', align_corners=True)
             logits = logits[..., top:top + vh, left:left + vw]
             up = F.interpolate(logits, (h, w), mode='bilinear', align_corners=True)
+        hwc = up.permute(0, 2, 3, 1)[0]
         if want_confidence:
-            prob = torch.softmax(up, dim=1)
-            conf, lab = prob.max(dim=1)
-            conf = conf[0].numpy().astype(np.float32)
+            top_logit, lab = hwc.max(dim=-1)
+            # max softmax probability = 1 / sum(exp(l - max l)), without the full softmax
+            conf = (1.0 / torch.exp(hwc - top_logit[..., None]).sum(dim=-1)).numpy()
+            conf = conf.astype(np.float32)
         else:
-            lab = up.argmax(dim=1)
+            lab = hwc.argmax(dim=-1)
             conf = None
         dtype = np.uint16 if self.num_classes > 255 else np.uint8
-        return lab[0].numpy().astype(dtype), conf
+        return lab.numpy().astype(dtype), conf
 
     def occupancy(self, labels: np.ndarray, regions: Mapping[str, Region] | None = None
                   ) -> Occupancy:
