@@ -1,4 +1,4 @@
-"""``pspnet-ros`` command line: segment images, train, (and more subcommands as they land)."""
+"""``pspnet-ros`` command line: segment, train, eval, make-bag, live, export, bench."""
 from __future__ import annotations
 
 import argparse
@@ -11,14 +11,14 @@ import sys
 import numpy as np
 
 
-# Modules that add subcommands: each has ``register(subparsers)`` adding parsers whose
-# ``func(args) -> int`` runs the command.
-SUBCOMMAND_MODULES: list[str] = [
-    'pspnet_ros.evaluation.cli',
-    'pspnet_ros.live_cli',
-    'pspnet_ros.core.export',
-    'pspnet_ros.bench',
-]
+# Modules that add subcommands (and the commands they add): each has
+# ``register(subparsers)`` adding parsers whose ``func(args) -> int`` runs the command.
+SUBCOMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    'pspnet_ros.evaluation.cli': ('eval', 'make-bag'),
+    'pspnet_ros.live_cli': ('live',),
+    'pspnet_ros.core.export': ('export',),
+    'pspnet_ros.bench': ('bench',),
+}
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -99,6 +99,12 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _unavailable(module: str) -> int:
+    print(f'error: this command needs the Python module {module!r}; install the '
+          "project's requirements (pip install -r requirements.txt)", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .core.train import TrainConfig
     parser = argparse.ArgumentParser(prog='pspnet-ros', description=__doc__)
@@ -115,8 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-resume', action='store_true', help='ignore out/checkpoints/last.pt')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(func=cmd_train)
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for name, commands in SUBCOMMAND_MODULES.items():
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            # One optional dependency (e.g. rosbags for eval) must not break the others.
+            missing = exc.name or str(exc)
+            for command in commands:
+                p = sub.add_parser(command, help=f'unavailable: needs {missing}')
+                p.set_defaults(func=lambda args, m=missing: _unavailable(m))
+            continue
+        module.register(sub)
     return parser
 
 
