@@ -87,7 +87,8 @@ class LiveClient(Node):
         self.label_info: dict | None = None
         self.diagnostics: list[DiagnosticArray] = []
         self._lock = threading.Lock()
-        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        # Deep reader history: a busy client must not lose outputs on its own side.
+        out_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         types = {'mask': Image, 'color_mask': Image, 'overlay': Image, 'confidence': Image,
                  'occupancy': PointCloud2}
         self._subs = [self.create_subscription(types[o], f'{node_ns}/{o}',
@@ -99,6 +100,7 @@ class LiveClient(Node):
         self._subs.append(self.create_subscription(DiagnosticArray, '/diagnostics',
                                                    self._on_diag, 10))
         self.outputs = outputs
+        self.node_name = node_ns.rstrip('/').rsplit('/', 1)[-1]
 
     def _collector(self, name: str):
         def cb(msg):
@@ -114,7 +116,8 @@ class LiveClient(Node):
         self.label_info = json.loads(msg.data)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
-        if any(NODE_NAME in s.name for s in msg.status):
+        if any(s.name.startswith(f'/{self.node_name}:') or f'/{self.node_name}:' in s.name
+               for s in msg.status):
             self.diagnostics.append(msg)
 
     def make_image(self, rgb: np.ndarray, stamp_ns: int, frame_id: str = 'camera',
@@ -158,10 +161,10 @@ class LiveClient(Node):
         return predicate()
 
 
-def diag_values(arr: DiagnosticArray) -> dict[str, str]:
+def diag_values(arr: DiagnosticArray, node_name: str = NODE_NAME) -> dict[str, str]:
     """The key/value pairs of the node's status in a DiagnosticArray."""
     for s in arr.status:
-        if NODE_NAME in s.name:
+        if f'/{node_name}:' in s.name:
             return {kv.key: kv.value for kv in s.values}
     return {}
 

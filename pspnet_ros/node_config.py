@@ -8,7 +8,8 @@ from .core.segmenter import Region
 
 # Changing these needs a new model: only allowed while unconfigured.
 READ_ONLY_AFTER_CONFIGURE = frozenset({
-    'model', 'backend', 'device', 'fallback_backends', 'input_size', 'resize_mode',
+    'model', 'backend', 'backend_options', 'device', 'fallback_backends', 'input_size',
+    'resize_mode',
     'num_threads', 'input_transport', 'image_qos', 'qos_depth', 'use_camera_info',
     'diagnostics_period'})
 
@@ -36,6 +37,30 @@ def parse_regions(specs: list[str]) -> dict[str, Region]:
     return regions
 
 
+def parse_options(specs: list[str]) -> dict:
+    """Parse ``["channels_last=true", "threads=2"]`` into typed backend options."""
+    out = {}
+    for spec in specs:
+        if not spec:
+            continue
+        key, sep, raw = spec.partition('=')
+        if not sep or not key.strip():
+            raise ValueError(f'backend option {spec!r} must look like "channels_last=true"')
+        low = raw.strip().lower()
+        if low in ('true', 'false'):
+            value = low == 'true'
+        else:
+            try:
+                value = int(raw)
+            except ValueError:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = raw.strip()
+        out[key.strip()] = value
+    return out
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything the node reads from its parameters, validated once."""
@@ -44,6 +69,7 @@ class NodeConfig:
     backend: str = 'torch'
     device: str = 'cpu'
     fallback_backends: tuple[str, ...] = ()
+    backend_options: dict = field(default_factory=dict)
     input_size: tuple[int, int] | None = None
     resize_mode: str | None = None
     max_image_pixels: int = 4096 * 4096
@@ -77,6 +103,7 @@ class NodeConfig:
             model=p['model'], backend=p['backend'], device=p['device'],
             fallback_backends=tuple(b.strip() for b in p['fallback_backends'].split(',')
                                     if b.strip()),
+            backend_options=parse_options(list(p.get('backend_options') or [])),
             input_size=None if size == [0, 0] else (int(size[0]), int(size[1])),
             resize_mode=p['resize_mode'] or None, max_image_pixels=int(p['max_image_pixels']),
             num_threads=int(p['num_threads']), input_transport=p['input_transport'],
@@ -103,6 +130,8 @@ class NodeConfig:
     def _segmenter(self, backend: str):
         from .core import Segmenter, default_card_path
         opts = {'threads': self.num_threads} if backend == 'torch' and self.num_threads else {}
+        if backend == self.backend:      # options are for the configured backend only
+            opts.update(self.backend_options)
         return Segmenter(self.model or default_card_path(), backend=backend, device=self.device,
                          input_size=self.input_size, resize_mode=self.resize_mode,
                          max_pixels=self.max_image_pixels, backend_options=opts)

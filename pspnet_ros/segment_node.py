@@ -24,7 +24,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
-from .node_config import NodeConfig, READ_ONLY_AFTER_CONFIGURE, parse_regions
+from .node_config import NodeConfig, parse_options, parse_regions, READ_ONLY_AFTER_CONFIGURE
 from .ros_convert import (error_kind, float_to_msg, image_from_msg, labels_to_msg,
                           occupancy_to_msg, rgb_to_msg)
 from .stats import Counters, LatencyStats, RateMeter
@@ -48,6 +48,9 @@ PARAMETERS = {
     'device': ('cpu', _desc('backend device: cpu, cuda, cuda:N, or an Edge TPU selector')),
     'fallback_backends': ('', _desc('comma-separated backends to try, in order, if the main one '
                                     'is unavailable or fails; empty = no fallback')),
+    'backend_options': ([], _desc('backend options as "key=value" strings, e.g. '
+                                  'channels_last=true, fp16=true (torch), num_threads=2 '
+                                  '(tflite)')),
     'input_size': ([0, 0], _desc('network input [height, width]; [0, 0] = model card')),
     'resize_mode': ('', _desc('stretch or letterbox; empty = model card')),
     'max_image_pixels': (4096 * 4096, _desc('frames with more pixels are rejected',
@@ -81,10 +84,12 @@ class SegmentNode(LifecycleNode):
     def __init__(self, node_name: str = 'pspnet_segmentation', **kwargs):
         super().__init__(node_name, **kwargs)
         for name, (default, desc) in PARAMETERS.items():
-            if name == 'occupancy_regions':
+            if name in ('occupancy_regions', 'backend_options'):
+                # String arrays: declared by type, since an empty default has no type.
                 self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
-                if not self.has_parameter(name) or self.get_parameter(name).value is None:
-                    self.set_parameters([Parameter(name, value=default)])
+                if self.get_parameter(name).value is None:
+                    self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY,
+                                                   list(default))])
             else:
                 self.declare_parameter(name, default, desc)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -117,6 +122,11 @@ class SegmentNode(LifecycleNode):
                     successful=False,
                     reason=f'{p.name} is read-only while configured; deactivate and clean up '
                            'the node, change it, then configure again')
+            if p.name == 'backend_options':
+                try:
+                    parse_options(list(p.value or []))
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
             if p.name == 'occupancy_regions':
                 try:
                     parse_regions(list(p.value or []))
@@ -192,7 +202,9 @@ class SegmentNode(LifecycleNode):
 
     # -- entities ----------------------------------------------------------------------------
     def _make_publishers(self) -> None:
-        out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE,
+        # Reliable with a few samples of history, so a subscriber that is briefly slow to
+        # acknowledge still gets every published frame.
+        out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                              history=HistoryPolicy.KEEP_LAST)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -48,7 +48,13 @@ def main(argv=None) -> int:
     frames = load_frames(Path(args.shared), args.frames)
 
     from pspnet_ros.core import Segmenter, default_card_path
-    seg = Segmenter(default_card_path())
+    import yaml
+    params = yaml.safe_load((ROOT / 'config' / 'segment.yaml').read_text())
+    params = params['/**']['ros__parameters']
+    from pspnet_ros.node_config import parse_options
+    # The bare Segmenter gets the same backend options the node reads from segment.yaml.
+    options = parse_options(params.get('backend_options', []))
+    seg = Segmenter(default_card_path(), backend_options=options)
     regions = {'ahead': (0.3, 0.5, 0.7, 1.0)}
     for f in frames[:3]:
         seg(f, regions=regions)
@@ -132,6 +138,7 @@ def main(argv=None) -> int:
             'backend': after.get('backend'), 'device': after.get('device'),
             'rounds': args.rounds, 'bare_fps_runs': bare_fps_runs,
             'node_fps_runs': node_fps_runs,
+            'backend_options': options,
             'bare_fps': bare_fps, 'bare_ms_p50': bare_ms,
             'node_fps': node_fps, 'node_e2e_ms_p50': float(np.median(e2e) * 1e3),
             'node_e2e_ms_p90': float(np.percentile(e2e, 90) * 1e3),

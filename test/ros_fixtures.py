@@ -51,13 +51,21 @@ class NodeUnderTest:
         def check():
             nonlocal found
             if self.client.diagnostics:
-                v = diag_values(self.client.diagnostics[-1])
+                v = diag_values(self.client.diagnostics[-1], self.client.node_name)
                 if predicate(v):
                     found = v
                     return True
             return False
         self.client.spin_until(self.ex, check, timeout)
         return found
+
+    def fresh_diag(self, timeout=10.0) -> dict:
+        """Values of a diagnostics message published after this call (not a stale one)."""
+        from pspnet_ros.live import diag_values
+        seen = len(self.client.diagnostics)
+        assert self.client.spin_until(self.ex, lambda: len(self.client.diagnostics) > seen,
+                                      timeout), 'no diagnostics message arrived'
+        return diag_values(self.client.diagnostics[-1], self.client.node_name)
 
     def close(self) -> int:
         from pspnet_ros.live import stop_node

@@ -1,0 +1,41 @@
+"""Node parameter parsing (no ROS needed)."""
+import pytest
+
+from pspnet_ros.node_config import NodeConfig, parse_options, parse_regions
+from pspnet_ros.segment_node import PARAMETERS
+
+
+def params(**over):
+    p = {name: default for name, (default, _) in PARAMETERS.items()}
+    p.update(over)
+    return p
+
+
+def test_backend_options_are_typed():
+    assert parse_options(['channels_last=true', 'num_threads=2', 'scale=0.5', 'providers=CPU',
+                          'fp16=False']) == {'channels_last': True, 'num_threads': 2,
+                                             'scale': 0.5, 'providers': 'CPU', 'fp16': False}
+    with pytest.raises(ValueError, match='channels_last=true'):
+        parse_options(['channels_last'])
+
+
+def test_regions_parse_and_reject_bad_boxes():
+    assert parse_regions(['ahead:0.3,0.5,0.7,1.0']) == {'ahead': (0.3, 0.5, 0.7, 1.0)}
+    for bad in ('ahead', 'ahead:0.3,0.5', 'ahead:0.7,0.5,0.3,1.0', 'a:0,0,1,2'):
+        with pytest.raises(ValueError):
+            parse_regions([bad])
+    with pytest.raises(ValueError, match='twice'):
+        parse_regions(['a:0,0,1,1', 'a:0,0,0.5,0.5'])
+
+
+def test_config_from_default_parameters():
+    cfg = NodeConfig.from_parameters(params(fallback_backends='onnxruntime, torch',
+                                            backend_options=['channels_last=true']))
+    assert cfg.fallback_backends == ('onnxruntime', 'torch')
+    assert cfg.backend_options == {'channels_last': True}
+    assert cfg.input_size is None and cfg.resize_mode is None
+    assert cfg.updated({'overlay_alpha': 0.2}).overlay_alpha == 0.2
+    for bad in ({'input_transport': 'ffmpeg'}, {'image_qos': 'fast'},
+                {'resize_mode': 'crop'}, {'input_size': [1, 2, 3]}):
+        with pytest.raises(ValueError):
+            NodeConfig.from_parameters(params(**bad))
