@@ -70,7 +70,7 @@ def cmd_live(args) -> int:
         ex.remove_node(client)
         client.destroy_node()
         rclpy.try_shutdown()
-    rep.pop('samples', None)
+    rep.pop('samples', None)      # images: not for JSON
     (out / 'live_report.json').write_text(json.dumps(rep, indent=1, default=float) + '\n')
     lat = rep['latency_ms']
     print(f'sent {rep["frames_sent"]}, answered {rep["frames_answered"]}, dropped '

@@ -35,7 +35,8 @@ def replay_live(bag: str, client: LiveClient, executor, image_topic: str, label_
 
     Frames are published at their bag timing divided by ``rate_factor``. Labels (same header
     stamp, mono8/16UC1) are kept only for frames not yet scored, so memory stays flat.
-    Returns a report dict; ``samples`` holds up to ``keep`` (image, labels, prediction) triples.
+    Returns a report dict; ``samples`` holds up to ``keep`` (image, labels, prediction, overlay)
+    tuples (overlay is the node's ``~/overlay`` when the client subscribed to it, else None).
     """
     ts = typestore()
     labels: dict[int, np.ndarray] = {}
@@ -91,7 +92,10 @@ def replay_live(bag: str, client: LiveClient, executor, image_topic: str, label_
             rgb = (compressed_to_rgb(im.format, data) if itype.endswith('CompressedImage')
                    else image_to_rgb(im.height, im.width, im.encoding, im.is_bigendian,
                                      im.step, data))
-            samples.append((rgb, gt, pred))
+            ov = rec.msgs.get('overlay')
+            overlay = (np.frombuffer(bytes(ov.data), np.uint8).reshape(ov.height, ov.width, 3)
+                       if ov is not None and ov.encoding == 'rgb8' else None)
+            samples.append((rgb, gt, pred, overlay))
     span = (max(client.sent[k] for k in sent) - min(client.sent[k] for k in sent)) \
         if len(sent) > 1 else 0.0
     lat = np.asarray(latencies) * 1e3
