@@ -44,12 +44,14 @@ def main(argv=None) -> int:
     p.add_argument('--overload-rate', type=float, default=30.0)
     p.add_argument('--overload-frames', type=int, default=90)
     p.add_argument('--out', default='bench_out/node.json')
+    p.add_argument('--params-file', default=str(ROOT / 'config' / 'segment.yaml'),
+                   help='node parameters; the bare Segmenter gets the same backend_options')
     args = p.parse_args(argv)
     frames = load_frames(Path(args.shared), args.frames)
 
     from pspnet_ros.core import Segmenter, default_card_path
     import yaml
-    params = yaml.safe_load((ROOT / 'config' / 'segment.yaml').read_text())
+    params = yaml.safe_load(Path(args.params_file).read_text())
     params = params['/**']['ros__parameters']
     from pspnet_ros.node_config import parse_options
     # The bare Segmenter gets the same backend options the node reads from segment.yaml.
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     from pspnet_ros.live import LiveClient, diag_values, start_node, stamp_key, stop_node
     log = Path(args.out).with_suffix('.node.log')
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    proc = start_node(ROOT / 'config' / 'segment.yaml', domain, log_path=log)
+    proc = start_node(args.params_file, domain, log_path=log)
     rclpy.init()
     client = LiveClient(outputs=('mask', 'occupancy'))
     ex = SingleThreadedExecutor()
