@@ -157,6 +157,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         per_epoch = min(per_epoch, cfg.max_iters_per_epoch)
     total = per_epoch * cfg.epochs
     history = []
+    evaluated = None       # (epoch, card, metrics) of the latest validation
     pad = np.float32(cfg.mean)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -190,6 +191,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         if cfg.val_images and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             card = _write_model(model, cfg, out, {})
             m = evaluate_pairs(Segmenter(card), find_pairs(cfg.val_images, cfg.val_labels))
+            evaluated = (epoch + 1, card, m)
             rec['val_miou'] = m['miou']
             rec['val_pixel_accuracy'] = m['pixel_accuracy']
         history.append(rec)
@@ -200,9 +202,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                   'same command again to resume', flush=True)
             return {}
     final = {}
-    card = _write_model(model, cfg, out, {})
-    if cfg.val_images:
-        m = evaluate_pairs(Segmenter(card), find_pairs(cfg.val_images, cfg.val_labels))
+    if evaluated is not None and evaluated[0] == cfg.epochs:
+        _, card, m = evaluated           # the last epoch was just written and validated
+    else:
+        card = _write_model(model, cfg, out, {})
+        m = (evaluate_pairs(Segmenter(card), find_pairs(cfg.val_images, cfg.val_labels))
+             if cfg.val_images else None)
+    if m is not None:
         final = {'val': {'split': str(cfg.val_images), 'images': m['images'],
                          'miou': round(m['miou'], 4),
                          'pixel_accuracy': round(m['pixel_accuracy'], 4),
@@ -211,7 +217,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                                  for n, v in zip(m['class_names'], m['iou'])},
                          'input_size': list(cfg.input_size),
                          'measured_with': 'pspnet_ros.core.evaluate.evaluate_pairs (torch, cpu)'}}
-        _write_model(model, cfg, out, final)
+        card.metrics = final
+        card.save(card.path)            # weights are already on disk
     (out / f'{cfg.name}.history.json').write_text(json.dumps(history, indent=1))
     return final
 
