@@ -24,7 +24,8 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
-from .node_config import NodeConfig, parse_options, parse_regions, READ_ONLY_AFTER_CONFIGURE
+from .core.segmenter import overlay
+from .node_config import NodeConfig, READ_ONLY_AFTER_CONFIGURE
 from .ros_convert import (error_kind, float_to_msg, image_from_msg, labels_to_msg,
                           occupancy_to_msg, rgb_to_msg)
 from .stats import Counters, LatencyStats, RateMeter
@@ -122,22 +123,11 @@ class SegmentNode(LifecycleNode):
                     successful=False,
                     reason=f'{p.name} is read-only while configured; deactivate and clean up '
                            'the node, change it, then configure again')
-            if p.name == 'backend_options':
-                try:
-                    parse_options(list(p.value or []))
-                except ValueError as exc:
-                    return SetParametersResult(successful=False, reason=str(exc))
-            if p.name == 'occupancy_regions':
-                try:
-                    parse_regions(list(p.value or []))
-                except ValueError as exc:
-                    return SetParametersResult(successful=False, reason=str(exc))
-            if p.name in ('input_transport',) and p.value not in ('raw', 'compressed'):
-                return SetParametersResult(successful=False,
-                                           reason='input_transport must be raw or compressed')
-            if p.name == 'image_qos' and p.value not in ('sensor_data', 'reliable'):
-                return SetParametersResult(successful=False,
-                                           reason='image_qos must be sensor_data or reliable')
+        # The same validation configure uses, on the values as they would be after the change.
+        try:
+            self._read_config({p.name: p.value for p in params})
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         if configured:
             # Cosmetic parameters take effect on the next frame.
             changes = {p.name: p.value for p in params}
@@ -146,8 +136,10 @@ class SegmentNode(LifecycleNode):
                 self._publish_label_info()      # region names/boxes live there
         return SetParametersResult(successful=True)
 
-    def _read_config(self) -> NodeConfig:
+    def _read_config(self, changes: dict | None = None) -> NodeConfig:
+        """The configuration from the current parameters, with ``changes`` applied."""
         values = {name: self.get_parameter(name).value for name in PARAMETERS}
+        values.update({k: v for k, v in (changes or {}).items() if k in PARAMETERS})
         return NodeConfig.from_parameters(values)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -331,7 +323,6 @@ class SegmentNode(LifecycleNode):
             if want['color_mask']:
                 pubs['color_mask'].publish(rgb_to_msg(color, header))
             if want['overlay']:
-                from .core.segmenter import overlay
                 pubs['overlay'].publish(rgb_to_msg(overlay(rgb, color, cfg.overlay_alpha),
                                                    header))
         if want['confidence']:
