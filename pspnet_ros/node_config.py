@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .core.segmenter import Region
+from .core.segmenter import check_region, Region
 
 # Changing these needs a new model: only allowed while unconfigured.
 READ_ONLY_AFTER_CONFIGURE = frozenset({
@@ -27,10 +27,10 @@ def parse_regions(specs: list[str]) -> dict[str, Region]:
             vals = ()
         if not sep or not name or len(vals) != 4:
             raise ValueError(f'occupancy region {spec!r} must look like "ahead:0.3,0.5,0.7,1.0"')
-        x0, y0, x1, y1 = vals
-        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-            raise ValueError(f'occupancy region {spec!r}: need 0 <= x0 < x1 <= 1 and '
-                             '0 <= y0 < y1 <= 1')
+        try:
+            check_region(vals)
+        except ValueError as exc:
+            raise ValueError(f'occupancy region {spec!r}: {exc}') from None
         if name in regions:
             raise ValueError(f'occupancy region name {name!r} appears twice')
         regions[name] = vals

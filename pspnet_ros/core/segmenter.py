@@ -47,11 +47,17 @@ def count_classes(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.
     return counts.astype(np.int64), (counts / total).astype(np.float32)
 
 
-def region_slice(region: Region, h: int, w: int) -> tuple[slice, slice]:
-    """Pixel slices for a fractional region, at least one pixel each way."""
+def check_region(region: Region) -> Region:
+    """Return ``region`` if it is a valid fractional box, else raise ValueError."""
     x0, y0, x1, y1 = region
     if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
         raise ValueError(f'region {region} must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1')
+    return region
+
+
+def region_slice(region: Region, h: int, w: int) -> tuple[slice, slice]:
+    """Pixel slices for a fractional region, at least one pixel each way."""
+    x0, y0, x1, y1 = check_region(region)
     c0, r0 = min(int(x0 * w), w - 1), min(int(y0 * h), h - 1)
     c1, r1 = max(int(round(x1 * w)), c0 + 1), max(int(round(y1 * h)), r0 + 1)
     return slice(r0, r1), slice(c0, c1)
