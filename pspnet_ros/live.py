@@ -13,15 +13,15 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 from diagnostic_msgs.msg import DiagnosticArray
 
 from .core import rosimage
+from .ros_convert import rgb_to_msg
 
 NODE_NAME = 'pspnet_segmentation'
 
@@ -127,9 +127,7 @@ class LiveClient(Node):
             msg = CompressedImage(format=fmt)
             msg.data = data
         else:
-            h, w, enc, step, data = rosimage.rgb_to_image_fields(rgb)
-            msg = Image(height=h, width=w, encoding=enc, step=step, is_bigendian=0)
-            msg.data = data
+            msg = rgb_to_msg(rgb, Header())
         msg.header.frame_id = frame_id
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
         return msg
@@ -174,8 +172,3 @@ def default_params_file() -> Path:
     if here.is_file():
         return here
     return Path(sys.prefix) / 'share' / 'pspnet_ros' / 'config' / 'segment.yaml'
-
-
-def ensure_rclpy() -> None:
-    if not rclpy.ok():
-        rclpy.init()
