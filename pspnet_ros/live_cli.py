@@ -33,9 +33,15 @@ def cmd_live(args) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from .core import get_label_set
-    from .evaluation.bagio import BagError
+    from .evaluation.bagio import BagError, BagSource
     from .live import LiveClient, default_params_file, start_node, stop_node
-    from .live_replay import replay_live
+    from .live_replay import IMAGE_TYPES, replay_live
+    try:      # check the bag before starting anything; its image type picks the publisher
+        with BagSource(args.bag) as src:
+            image_type = src.require(args.image_topic, IMAGE_TYPES, 'image')
+    except BagError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     proc = None
@@ -45,9 +51,10 @@ def cmd_live(args) -> int:
         proc = start_node(args.params_file or default_params_file(), domain,
                           log_path=out / 'node.log')
     rclpy.init()
-    compressed = False
-    client = LiveClient(node_ns=args.node, image_topic=args.publish_topic, compressed=compressed,
-                        outputs=('mask',))
+    # CompressedImage frames go to '<topic>/compressed' (the node needs
+    # input_transport: compressed for them).
+    client = LiveClient(node_ns=args.node, image_topic=args.publish_topic,
+                        compressed=image_type.endswith('CompressedImage'), outputs=('mask',))
     ex = SingleThreadedExecutor()
     ex.add_node(client)
     try:
