@@ -8,7 +8,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
 from .core.metrics import confusion_matrix, scores
-from .core.rosimage import image_to_labels
+from .core.rosimage import compressed_to_rgb, image_to_labels, image_to_rgb
 from .evaluation.bagio import BagSource, stamp_ns, typestore
 from .live import LiveClient, diag_values, stamp_key
 
@@ -86,7 +86,6 @@ def replay_live(bag: str, client: LiveClient, executor, image_topic: str, label_
             conf += confusion_matrix(pred, gt, num_classes, ignore_index)
             scored += 1
         if k in images and len(samples) < keep:
-            from .core.rosimage import image_to_rgb, compressed_to_rgb
             im = images[k]
             data = np.asarray(im.data, np.uint8).tobytes()
             rgb = (compressed_to_rgb(im.format, data) if itype.endswith('CompressedImage')

@@ -46,21 +46,6 @@ def synthetic_frames(folder: Path, n: int) -> tuple[Path, Path]:
     return img_dir, lab_dir
 
 
-def write_montage(samples, palette: np.ndarray, path: Path, width: int = 320) -> None:
-    """One row per frame: input | ground truth | colour mask | the node's overlay."""
-    from pspnet_ros.core.segmenter import colorize
-    rows = []
-    for img, gt, pred, over in samples:
-        h, w = pred.shape
-        th = round(h * width / w)
-        tiles = [img, np.zeros_like(img) if gt is None else colorize(gt, palette),
-                 colorize(pred, palette), np.zeros_like(img) if over is None else over]
-        rows.append(np.concatenate([cv2.resize(t, (width, th), interpolation=cv2.INTER_AREA)
-                                    for t in tiles], axis=1))
-    if rows:
-        cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--shared', default=str(ROOT.parent / 'shared'), help='shared data folder')
@@ -144,7 +129,8 @@ def main(argv=None) -> int:
               f'{rep["frames_scored"]} answered frames')
         for name, iou in zip(ls.classes, m['iou']):
             print(f'  {name:12s} {"-" if iou != iou else f"{iou:.3f}"}')
-    write_montage(rep.pop('samples'), ls.palette_array(), out / 'montage.png')
+    from pspnet_ros.evaluation.report import montage
+    montage(rep.pop('samples'), ls.palette_array(), out / 'montage.png')
     (out / 'demo_report.json').write_text(json.dumps(rep, indent=1, default=float) + '\n')
     print(f'\nwrote {out / "montage.png"} and {out / "demo_report.json"}; node exit code {code}; '
           f'total {time.monotonic() - t_start:.1f} s')

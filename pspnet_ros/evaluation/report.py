@@ -151,16 +151,18 @@ def plot_all(report: dict, timings: dict[str, list[float]], out: Path) -> list[s
     return written
 
 
-def montage(samples: Sequence[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]],
-            palette: np.ndarray, path: Path, width: int = 320) -> None:
-    """One row per sample: image, ground truth colours, prediction colours (black = void)."""
+def montage(samples: Sequence[tuple], palette: np.ndarray, path: Path, width: int = 320) -> None:
+    """One row per sample: image, ground truth colours, prediction colours (black = void),
+    and, for samples ``(img, gt, pred, extra)`` with a fourth RGB image (e.g. the node's
+    overlay), that image too. A missing image or ground truth is a black tile."""
     from ..core.segmenter import colorize
     rows = []
-    for img, gt, pred in samples:
+    for img, gt, pred, *extra in samples:
         h, w = pred.shape
         th = max(1, round(h * width / w))
         tiles = []
-        for tile in (img, None if gt is None else colorize(gt, palette), colorize(pred, palette)):
+        for tile in (img, None if gt is None else colorize(gt, palette), colorize(pred, palette),
+                     *extra):
             if tile is None:
                 tile = np.zeros((h, w, 3), np.uint8)
             tiles.append(cv2.resize(tile, (width, th), interpolation=cv2.INTER_NEAREST))
