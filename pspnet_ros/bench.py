@@ -111,9 +111,11 @@ def run_bench(specs: list[str], model: str, sizes: list[tuple[int, int]] | None,
                                   f'{card.input_size[0]}x{card.input_size[1]}')
                 results.append(row)
                 continue
+            opts = dict(options)
+            device = str(opts.pop('device', 'cpu'))
             try:
-                seg = Segmenter(card, backend=backend, input_size=size,
-                                backend_options=options)
+                seg = Segmenter(card, backend=backend, device=device, input_size=size,
+                                backend_options=opts)
             except (BackendError, OSError, ValueError) as exc:
                 row['skipped'] = str(exc).splitlines()[0]
                 results.append(row)
@@ -178,8 +180,9 @@ def register(subparsers) -> None:
                    '(default: the shipped CamVid model)')
     p.add_argument('--backends', nargs='+', default=['torch'],
                    help='specs backend[:card.yaml][@key=value;...], e.g. torch '
-                   '"torch@channels_last=true" onnxruntime:out/x.onnx.yaml '
-                   'tflite:out/x_int8.tflite.yaml')
+                   '"torch@channels_last=true" "torch@device=cuda;fp16=true" '
+                   'onnxruntime:out/x.onnx.yaml tflite:out/x_int8.tflite.yaml (device= picks '
+                   'the device, the other keys are backend options)')
     p.add_argument('--sizes', nargs='*', default=None,
                    help="input sizes HxW (default: each card's); static models skip others")
     p.add_argument('--images', default=str(DEFAULT_IMAGES),

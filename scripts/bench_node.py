@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     from pspnet_ros.node_config import parse_options
     # The bare Segmenter gets the same backend options the node reads from segment.yaml.
     options = parse_options(params.get('backend_options', []))
-    seg = Segmenter(default_card_path(), backend_options=options)
+    seg = Segmenter(default_card_path(), backend=params.get('backend', 'torch'),
+                    device=params.get('device', 'cpu'), backend_options=options)
     regions = {'ahead': (0.3, 0.5, 0.7, 1.0)}
     for f in frames[:3]:
         seg(f, regions=regions)

@@ -48,7 +48,7 @@ def random_resnet50() -> PSPNet:
     return model
 
 
-def parity(device: str) -> dict:
+def parity(device: str, frames: Path) -> dict:
     """fp16 + channels_last vs fp32 argmax agreement and max |dlogit|."""
     out = {}
     size = (473, 473)
@@ -61,17 +61,22 @@ def parity(device: str) -> dict:
                               'max_abs_dlogit': float(np.abs(ref - fast).max()),
                               'logit_abs_max': float(np.abs(ref).max())}
     default = ROOT / 'models' / 'pspnet_mobilenetv2_camvid.yaml'
-    frames = ROOT.parent / 'shared' / 'data' / 'camvid' / 'val'
     if default.is_file() and frames.is_dir():
         from pspnet_ros.core import Segmenter, read_image
+        cpu = Segmenter(default, device='cpu')
         a = Segmenter(default, device=device)
         b = Segmenter(default, device=device, backend_options={
             'fp16': True, 'channels_last': True, 'cuda_graphs': True})
-        agree = []
+        agree, agree_cpu = [], []
         for p in sorted(frames.glob('*.png'))[:8]:
             img = read_image(p)
-            agree.append(float((a(img).labels == b(img).labels).mean()))
-        out['default_card_camvid_val'] = {'frames': len(agree), 'agreement': float(np.mean(agree))}
+            ref = a(img).labels
+            agree.append(float((ref == b(img).labels).mean()))
+            agree_cpu.append(float((ref == cpu(img).labels).mean()))
+        # fp16+channels_last+graphs vs fp32 on the GPU, and GPU fp32 vs the CPU (same YAML,
+        # other accelerator: the labels should match).
+        out['default_card_camvid_val'] = {'frames': len(agree), 'agreement': float(np.mean(agree)),
+                                          'cuda_fp32_vs_cpu_agreement': float(np.mean(agree_cpu))}
     return out
 
 
@@ -125,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--device', default='cuda')
     p.add_argument('--budget-s', type=float, default=4.0, help='timing seconds per case')
     p.add_argument('--compile', action='store_true', help='torch.compile instead of graphs')
+    p.add_argument('--frames', default=str(ROOT.parent / 'shared' / 'data' / 'camvid' / 'val'),
+                   help='real frames for the default-model parity check (default: CamVid val '
+                   'in ../shared; skipped when absent)')
     args = p.parse_args(argv)
     report = {'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'), 'torch': torch.__version__}
     if not torch.cuda.is_available():
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     report.update(cuda=True, device_name=torch.cuda.get_device_name(args.device))
     print(f'gpu_check on {report["device_name"]}, torch {torch.__version__}', flush=True)
-    report['parity'] = parity(args.device)
+    report['parity'] = parity(args.device, Path(args.frames))
     print('parity:', json.dumps(report['parity']), flush=True)
     report['bench'] = bench(args.device, args.budget_s, args.compile)
     report['target_speedup'] = TARGET_SPEEDUP
