@@ -99,30 +99,77 @@ def time_backend(backend: TorchBackend, batch: int, size: tuple[int, int],
             'p90_ms': 1e3 * float(np.percentile(times, 90)), 'images_per_s': batch / med}
 
 
+# name -> (TF32 convolutions, TorchBackend options). The baseline is the plain model in true
+# fp32; PyTorch's default (cuDNN convolutions in TF32) is measured beside it.
+VARIANTS = {
+    'fp32_eager': (False, {'fuse_bn': False}),
+    'fp32_eager_tf32_default': (True, {'fuse_bn': False}),
+    'fp16_channels_last_graphs': (True, {'fp16': True, 'channels_last': True,
+                                         'cuda_graphs': True}),
+    'fp16_graphs': (True, {'fp16': True, 'cuda_graphs': True}),
+    'fp16_channels_last_eager': (True, {'fp16': True, 'channels_last': True}),
+}
+FAST = 'fp16_channels_last_graphs'
+
+
+def set_tf32(on: bool) -> None:
+    torch.backends.cudnn.allow_tf32 = on
+    torch.backends.cuda.matmul.allow_tf32 = on
+
+
 def bench(device: str, budget_s: float, use_compile: bool) -> list[dict]:
     rows = []
     for size in SIZES:
         card = resnet50_card(size)
-        base = TorchBackend(card, device, model=random_resnet50())
-        fast = TorchBackend(card, device, fp16=True, channels_last=True,
-                            cuda_graphs=not use_compile,
-                            compile='max-autotune-no-cudagraphs' if use_compile else False,
-                            model=random_resnet50())
+        backends = {}
+        for name, (tf32, opts) in VARIANTS.items():
+            opts = dict(opts)
+            if use_compile and opts.pop('cuda_graphs', False):
+                opts['compile'] = 'max-autotune-no-cudagraphs'
+            backends[name] = (tf32, TorchBackend(card, device, model=random_resnet50(), **opts))
         for batch in BATCHES:
-            a = time_backend(base, batch, size, budget_s)
-            b = time_backend(fast, batch, size, budget_s)
-            row = {'input_size': list(size), 'batch': batch, 'fp32_eager': a,
-                   'fp16_channels_last_graphs': b,
-                   'speedup': b['images_per_s'] / a['images_per_s']}
+            row = {'input_size': list(size), 'batch': batch}
+            for name, (tf32, backend) in backends.items():
+                set_tf32(tf32)
+                row[name] = time_backend(backend, batch, size, budget_s)
+            set_tf32(True)
+            fast = row[FAST]['images_per_s']
+            row['speedup'] = fast / row['fp32_eager']['images_per_s']
+            row['speedup_vs_tf32_default'] = fast / row['fp32_eager_tf32_default']['images_per_s']
             row['target_met'] = row['speedup'] >= TARGET_SPEEDUP
             rows.append(row)
-            print(f'{size[0]}x{size[1]} batch {batch}: fp32 {a["images_per_s"]:.1f} img/s, '
-                  f'fp16+cl+graphs {b["images_per_s"]:.1f} img/s -> {row["speedup"]:.2f}x '
-                  f'({"met" if row["target_met"] else "NOT met"}, target {TARGET_SPEEDUP}x)',
-                  flush=True)
-        del base, fast
+            verdict = 'met' if row['target_met'] else 'NOT met'
+            print(f'{size[0]}x{size[1]} batch {batch}: ' + ', '.join(
+                f'{n} {row[n]["images_per_s"]:.1f}' for n in VARIANTS) + ' img/s; '
+                f'{FAST} {row["speedup"]:.2f}x fp32 eager ({verdict}, target '
+                f'{TARGET_SPEEDUP}x), {row["speedup_vs_tf32_default"]:.2f}x the TF32 default',
+                flush=True)
+        del backends
         torch.cuda.empty_cache()
     return rows
+
+
+def profile(device: str, size: tuple[int, int] = (512, 1024)) -> None:
+    """Print the kernels that take the GPU time, fp32 eager vs fp16 channels_last eager."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    card = resnet50_card(size)
+    for name in ('fp32_eager', 'fp16_channels_last_eager'):
+        tf32, opts = VARIANTS[name]
+        set_tf32(tf32)
+        backend = TorchBackend(card, device, model=random_resnet50(), **opts)
+        x = torch.randn(1, 3, *size, device=device).to(backend.dtype).contiguous(
+            memory_format=backend.memory_format)
+        for _ in range(3):
+            backend.run_tensor(x)
+        torch.cuda.synchronize()
+        with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                backend.run_tensor(x)
+            torch.cuda.synchronize()
+        print(f'--- profile {name} {size[0]}x{size[1]} batch 1 (5 runs)')
+        print(prof.key_averages().table(sort_by='self_device_time_total', row_limit=14,
+                                        max_name_column_width=70))
+    set_tf32(True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--device', default='cuda')
     p.add_argument('--budget-s', type=float, default=4.0, help='timing seconds per case')
     p.add_argument('--compile', action='store_true', help='torch.compile instead of graphs')
+    p.add_argument('--profile', action='store_true', help='print the top GPU kernels')
     p.add_argument('--frames', default=str(ROOT.parent / 'shared' / 'data' / 'camvid' / 'val'),
                    help='real frames for the default-model parity check (default: CamVid val '
                    'in ../shared; skipped when absent)')
@@ -152,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f'gpu_check on {report["device_name"]}, torch {torch.__version__}', flush=True)
     report['parity'] = parity(args.device, Path(args.frames))
     print('parity:', json.dumps(report['parity']), flush=True)
+    if args.profile:
+        try:
+            profile(args.device)
+        except Exception as exc:  # a diagnostic only: the measurements below still run
+            print(f'profile failed: {exc!r}', flush=True)
     report['bench'] = bench(args.device, args.budget_s, args.compile)
     report['target_speedup'] = TARGET_SPEEDUP
     report['all_targets_met'] = all(r['target_met'] for r in report['bench'])

@@ -21,7 +21,8 @@ step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
 STEPS="${STEPS:-all}"
 if [ "$STEPS" != node ]; then
   step gpu_check
-  PYTHON_SET=1 PYTHON="$PYTHON" timeout 200 scripts/gpu_check.sh --budget-s 3 --frames "$FRAMES"
+  PYTHON_SET=1 PYTHON="$PYTHON" timeout 240 scripts/gpu_check.sh --budget-s 2 --profile \
+    --frames "$FRAMES"
 
   step "bench: default model, torch cpu vs cuda"
   timeout 90 "$PYTHON" -m pspnet_ros.cli bench --images "$FRAMES" --frames 10 --repeats 3 \

@@ -6,6 +6,7 @@ import sys
 from conftest import DEFAULT_CARD
 import numpy as np
 import pytest
+import torch
 
 from pspnet_ros.core import ModelCard, Segmenter
 from pspnet_ros.core.backends import BackendError, BackendUnavailable, create_backend
@@ -99,7 +100,7 @@ def test_torch_gpu_options_on_cpu_warn_and_run_fp32(card, caplog):
         backend = create_backend('torch', card, fp16=True, channels_last=True,
                                  cuda_graphs=True)
     assert 'fp16 needs CUDA' in caplog.text and 'cuda_graphs needs CUDA' in caplog.text
-    assert backend.details == {'precision': 'fp32', 'channels_last': True}
+    assert backend.details == {'precision': 'fp32', 'channels_last': True, 'fuse_bn': True}
     out = backend.run(np.zeros((1, 3, 65, 65), np.float32))
     assert out.dtype == np.float32 and out.shape == (1, 11, 9, 9)
 
@@ -109,6 +110,18 @@ def test_torch_channels_last_gives_the_same_logits(card):
     a = create_backend('torch', card).run(x)
     b = create_backend('torch', card, channels_last=True).run(x)
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_torch_folded_batchnorm_gives_the_same_logits_and_labels(card):
+    # The default folds BatchNorm into the convolutions; the unfolded model is the reference.
+    x = np.random.default_rng(1).normal(size=(2, 3, 97, 129)).astype(np.float32)
+    ref = create_backend('torch', card, fuse_bn=False)
+    fused = create_backend('torch', card)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.model.modules()) == 0
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in ref.model.modules()) == 56
+    a, b = ref.run(x), fused.run(x)
+    np.testing.assert_allclose(a, b, atol=2e-5 * np.abs(a).max())
+    assert (a.argmax(1) == b.argmax(1)).all()
 
 
 def test_auto_takes_the_first_loadable_backend_and_records_why_others_failed(card, caplog):
@@ -121,7 +134,8 @@ def test_auto_takes_the_first_loadable_backend_and_records_why_others_failed(car
     assert all('safetensors' in reason for _, reason in backend.fallbacks)
     assert 'backend auto: using torch on cpu' in caplog.text
     assert 'edgetpu unavailable' in caplog.text and 'onnxruntime unavailable' in caplog.text
-    assert backend.selection.startswith('torch on cpu (precision=fp32, channels_last=False); '
+    assert backend.selection.startswith('torch on cpu (precision=fp32, channels_last=False, '
+                                        'fuse_bn=True); '
                                         'skipped edgetpu: ')
 
 

@@ -68,7 +68,7 @@ def cmd_make_bag(args) -> int:
 
 def register(subparsers) -> None:
     from ..cli import add_model_args
-    from .makebag import DEFAULT_START_STAMP
+    from . import DEFAULT_START_STAMP
     p = subparsers.add_parser(
         'eval', help='replay ROS 2 bags through the model and score against label images',
         description='Replay ROS 2 bags (sqlite3 or mcap) through the model, or read recorded '

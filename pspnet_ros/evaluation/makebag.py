@@ -6,9 +6,8 @@ import os
 from ..core.data import find_pairs
 from ..core.image import read_image, read_label
 from ..core.rosimage import labels_to_image_fields, rgb_to_compressed, rgb_to_image_fields
+from . import DEFAULT_START_STAMP
 from .bagio import BagWriter, compressed_msg, image_msg, make_header
-
-DEFAULT_START_STAMP = 1_700_000_000.0
 
 
 def make_bag(images: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,

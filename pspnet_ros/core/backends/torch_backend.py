@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..card import ModelCard
-from ..model import PSPNet
+from ..model import PSPNet, fuse_conv_bn
 from ..weights import load_into, load_state_dict
 from .base import Backend, BackendError, BackendUnavailable
 
@@ -36,6 +36,8 @@ class TorchBackend(Backend):
         cuda_graphs: capture one CUDA graph per input shape and replay it (CUDA only).
         compile: ``torch.compile`` the model; ``True`` or a compile mode string.
         threads: intra-op CPU threads (0 keeps PyTorch's default).
+        fuse_bn: fold BatchNorm into the preceding convolutions (default; the outputs equal
+            the unfused model's to float rounding, about 1e-7 of the logit range).
         model: a ready ``nn.Module`` with ``forward_logits`` instead of the card's weights
             (benchmarks with random weights).
     """
@@ -44,7 +46,8 @@ class TorchBackend(Backend):
 
     def __init__(self, card: ModelCard, device: str = 'cpu', fp16: bool = False,
                  channels_last: bool = False, cuda_graphs: bool = False,
-                 compile: bool | str = False, threads: int = 0, model=None):
+                 compile: bool | str = False, threads: int = 0, fuse_bn: bool = True,
+                 model=None):
         super().__init__(card)
         if model is None and card.format != 'safetensors' and not str(card.weights).endswith(
                 ('.pth', '.pt')):
@@ -69,6 +72,8 @@ class TorchBackend(Backend):
         self.dtype = torch.float16 if fp16 and cuda else torch.float32
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         net = model if model is not None else build_model(card)
+        if fuse_bn:
+            net = fuse_conv_bn(net)
         self.model = net.eval().to(device=device, dtype=self.dtype,
                                    memory_format=self.memory_format)
         self._forward = self.model.forward_logits
@@ -78,7 +83,7 @@ class TorchBackend(Backend):
         self.cuda_graphs = bool(cuda_graphs and cuda)
         self._graphs: dict[tuple, tuple] = {}
         self.details = {'precision': 'fp16' if self.dtype == torch.float16 else 'fp32',
-                        'channels_last': bool(channels_last)}
+                        'channels_last': bool(channels_last), 'fuse_bn': bool(fuse_bn)}
         if self.cuda_graphs:
             self.details['cuda_graphs'] = True
         if compile:
