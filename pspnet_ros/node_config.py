@@ -127,14 +127,25 @@ class NodeConfig:
                 kw[name] = value
         return dataclasses.replace(self, **kw)
 
-    def _segmenter(self, backend: str):
+    def _segmenter(self, backend: str, fallback: bool = False):
+        """The configured backend on the configured device with its options; a fallback
+        runs on the CPU (the default Edge TPU for edgetpu) without backend options."""
         from .core import Segmenter, default_card_path
         opts = {'threads': self.num_threads} if backend == 'torch' and self.num_threads else {}
-        if backend == self.backend:      # options are for the configured backend only
+        device = self.device
+        if fallback:
+            device = '' if backend == 'edgetpu' else 'cpu'
+        elif backend == self.backend:
             opts.update(self.backend_options)
-        return Segmenter(self.model or default_card_path(), backend=backend, device=self.device,
+        return Segmenter(self.model or default_card_path(), backend=backend, device=device,
                          input_size=self.input_size, resize_mode=self.resize_mode,
                          max_pixels=self.max_image_pixels, backend_options=opts)
+
+    @staticmethod
+    def _same(name: str, failed: str, failed_device: str) -> bool:
+        """Whether fallback ``name`` would just repeat the backend that failed (a torch
+        fallback after torch on CUDA is the CPU path, a different one)."""
+        return name == failed and (failed_device == 'cpu' or name == 'edgetpu')
 
     def build_segmenter(self):
         """The Segmenter for the configured backend, else the first fallback that loads.
@@ -149,23 +160,26 @@ class NodeConfig:
                 raise
             return self._fallback(self.backend, exc)
 
-    def fallback_segmenter(self, failed: str, exc: Exception):
-        """After ``failed`` broke at run time, the next backend in the chain (or None)."""
-        chain = [b for b in self.fallback_backends if b != failed]
+    def fallback_segmenter(self, failed: str, exc: Exception, failed_device: str = 'cpu'):
+        """After ``failed`` (on ``failed_device``) broke at run time, the next backend in the
+        chain (or None)."""
+        chain = [b for b in self.fallback_backends if not self._same(b, failed, failed_device)]
         if not chain:
             return None, ''
-        return self._fallback(failed, exc)
+        return self._fallback(failed, exc, failed_device)
 
-    def _fallback(self, failed: str, exc: Exception):
+    def _fallback(self, failed: str, exc: Exception, failed_device: str | None = None):
+        failed_device = self.device if failed_device is None else failed_device
         reasons = [f'{failed}: {exc}']
         for name in self.fallback_backends:
-            if name == failed:
+            if self._same(name, failed, failed_device):
                 continue
             try:
-                seg = self._segmenter(name)
+                seg = self._segmenter(name, fallback=True)
             except Exception as err:
                 reasons.append(f'{name}: {err}')
                 continue
             why = '; '.join(reasons)
-            return seg, f'backend {failed!r} unusable, fell back to {name!r} ({why})'
+            return seg, (f'backend {failed!r} unusable, fell back to {name!r} on '
+                         f'{seg.backend.device} ({why})')
         raise RuntimeError('no backend could be loaded: ' + '; '.join(reasons))

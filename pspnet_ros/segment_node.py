@@ -14,6 +14,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -88,7 +89,11 @@ class SegmentNode(LifecycleNode):
             if name in ('occupancy_regions', 'backend_options'):
                 # String arrays: declared by type, since an empty default has no type.
                 self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
-                if self.get_parameter(name).value is None:
+                try:
+                    unset = self.get_parameter(name).value is None
+                except ParameterUninitializedException:   # not in the params file
+                    unset = True
+                if unset:
                     self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY,
                                                    list(default))])
             else:
@@ -346,7 +351,8 @@ class SegmentNode(LifecycleNode):
 
     def _try_fallback(self, exc: Exception) -> None:
         try:
-            seg, note = self.cfg.fallback_segmenter(self.segmenter.backend.name, exc)
+            backend = self.segmenter.backend
+            seg, note = self.cfg.fallback_segmenter(backend.name, exc, backend.device)
         except Exception as err:
             self.get_logger().error(f'no fallback backend available: {err}')
             return

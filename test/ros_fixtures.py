@@ -22,12 +22,12 @@ def rclpy_session():
 class NodeUnderTest:
     """A segment_node process plus a LiveClient in this process."""
 
-    def __init__(self, tmp: Path, ros_args=(), client_kwargs=None, wait=True):
+    def __init__(self, tmp: Path, ros_args=(), client_kwargs=None, wait=True, params=PARAMS):
         rclpy_session()
         from rclpy.executors import SingleThreadedExecutor
         from pspnet_ros.live import LiveClient, start_node
         self.log = tmp / f'node_{time.monotonic_ns()}.log'
-        self.proc = start_node(PARAMS, DOMAIN, list(ros_args), self.log)
+        self.proc = start_node(params, DOMAIN, list(ros_args), self.log)
         self.client = LiveClient(**(client_kwargs or {}))
         self.ex = SingleThreadedExecutor()
         self.ex.add_node(self.client)

@@ -39,3 +39,27 @@ def test_config_from_default_parameters():
                 {'resize_mode': 'crop'}, {'input_size': [1, 2, 3]}):
         with pytest.raises(ValueError):
             NodeConfig.from_parameters(params(**bad))
+
+
+def test_a_torch_fallback_after_torch_on_cuda_is_the_cpu_path():
+    torch = pytest.importorskip('torch')
+    if torch.cuda.is_available():
+        pytest.skip('CUDA is available here: torch on cuda would not fail')
+    cfg = NodeConfig.from_parameters(params(backend='torch', device='cuda',
+                                            fallback_backends='torch',
+                                            backend_options=['fp16=true', 'cuda_graphs=true']))
+    seg, note = cfg.build_segmenter()
+    assert (seg.backend.name, seg.backend.device) == ('torch', 'cpu')
+    assert seg.backend.details['precision'] == 'fp32'    # fallbacks get no backend_options
+    assert note.startswith("backend 'torch' unusable, fell back to 'torch' on cpu (torch: "
+                           "device 'cuda' requested")
+    # torch on the CPU failing at run time has nothing left to fall back to.
+    assert cfg.fallback_segmenter('torch', RuntimeError('x'), 'cpu') == (None, '')
+    seg, note = cfg.fallback_segmenter('torch', RuntimeError('CUDA error'), 'cuda')
+    assert seg.backend.device == 'cpu' and 'CUDA error' in note
+
+
+def test_a_fallback_chain_with_only_the_failed_cpu_backend_fails_clearly():
+    cfg = NodeConfig.from_parameters(params(backend='edgetpu', fallback_backends='edgetpu'))
+    with pytest.raises(RuntimeError, match='no backend could be loaded: edgetpu: '):
+        cfg.build_segmenter()

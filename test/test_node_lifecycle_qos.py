@@ -184,3 +184,37 @@ def test_unavailable_backend_falls_back_and_diagnostics_say_why(tmp_path):
     finally:
         assert n.close() == 0
     assert 'fell back to' in n.log.read_text()
+
+
+@pytest.mark.parametrize('profile', ['cpu.yaml', 'cuda.yaml', 'onnxruntime.yaml'])
+def test_each_profile_given_alone_starts_and_answers(tmp_path, profile):
+    # A profile is a complete params file: every parameter it leaves out keeps its default
+    # (the string arrays too). Without CUDA / an .onnx model the profiles fall back to torch
+    # on the CPU, as their fallback_backends say.
+    import torch
+    cuda = profile == 'cuda.yaml' and torch.cuda.is_available()
+    n = NodeUnderTest(tmp_path, params=ROOT / 'config' / profile,
+                      client_kwargs={'outputs': ('mask', 'occupancy')})
+    try:
+        assert n.send_and_wait(n.client.make_image(_frame(), 40_000_000_000))
+        rec = n.client.received[stamp_key(n.client.make_image(_frame(), 40_000_000_000).header)]
+        assert set(rec.times) == {'mask', 'occupancy'}
+        v = n.latest_diag(lambda v: 'backend' in v)
+        assert (v['backend'], v['device']) == ('torch', 'cuda' if cuda else 'cpu')
+        assert ('backend_note' in v) == (profile == 'onnxruntime.yaml' or
+                                         (profile == 'cuda.yaml' and not cuda))
+    finally:
+        assert n.close() == 0
+
+
+def test_edgetpu_profile_without_a_model_says_what_to_set(tmp_path):
+    n = NodeUnderTest(tmp_path, params=ROOT / 'config' / 'edgetpu.yaml', wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and 'configure failed' not in n.log.read_text():
+            n.spin(0.5)
+        assert n.proc.poll() is None, 'the node must stay up for a later configure'
+    finally:
+        n.close()
+    print(n.log.read_text())
+    assert 'configure failed' in n.log.read_text()
