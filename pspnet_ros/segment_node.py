@@ -20,6 +20,7 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.serialization import deserialize_message
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -221,12 +222,17 @@ class SegmentNode(LifecycleNode):
         qos = QoSProfile(depth=cfg.qos_depth, reliability=reliability,
                          history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_sub_incompatible)
+        # raw=True: the callback gets the serialized bytes and only the frame the worker
+        # takes is turned into a Python message, so frames dropped under overload cost a copy,
+        # not a conversion holding the GIL that inference also needs.
         if cfg.input_transport == 'compressed':
+            self._in_type = CompressedImage
             sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
-                                           qos, event_callbacks=events)
+                                           qos, event_callbacks=events, raw=True)
         else:
+            self._in_type = Image
             sub = self.create_subscription(Image, 'image', self._on_image, qos,
-                                           event_callbacks=events)
+                                           event_callbacks=events, raw=True)
         self._subs = [sub]
         if cfg.use_camera_info:
             self._subs.append(self.create_subscription(CameraInfo, 'camera_info',
@@ -305,6 +311,13 @@ class SegmentNode(LifecycleNode):
             self.counters.inc('frames.skipped_no_subscribers')
             return
         t0 = time.perf_counter()
+        if isinstance(msg, bytes):
+            try:
+                msg = deserialize_message(msg, self._in_type)
+            except Exception as exc:  # not CDR of the subscribed type
+                self._error('deserialize', f'frame rejected: cannot deserialize '
+                            f'{self._in_type.__name__}: {exc}')
+                return
         try:
             rgb = image_from_msg(msg, cfg.max_image_pixels)
         except ValueError as exc:

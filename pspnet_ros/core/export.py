@@ -213,25 +213,35 @@ def _set_int8_interface(src: Path, dst: Path) -> None:
 
 
 def export_tflite_int8(card: ModelCard, out_dir: Path, calib_dir: str | os.PathLike,
-                       calib_count: int = 32) -> ExportResult:
+                       calib_count: int = 32, qat_steps: int = 0, qat_lr: float = 1e-4,
+                       seed: int = 0) -> ExportResult:
     """Full-integer int8 TFLite (PT2E, per-channel weights) calibrated on real frames, with
-    int8 NHWC input and output, checked to be Edge TPU ready."""
+    int8 NHWC input and output, checked to be Edge TPU ready. ``qat_steps`` > 0 adds
+    quantisation-aware fine-tuning by distillation (see ``_distill_qat``)."""
     torch = _need('torch', 'TFLite int8 export')
     _need('litert_torch', 'TFLite int8 export')
     from litert_torch.quantize import pt2e_quantizer, quant_config
     quantize_pt2e = _need('torchao.quantization.pt2e.quantize_pt2e', 'TFLite int8 export')
     frames = calibration_frames(card, calib_dir, calib_count, nhwc=True)
-    module = _Logits.wrap(_load_torch_model(card), nhwc=True)
     sample = torch.from_numpy(frames[0])
-    # strict export keeps source_fn_stack, which the quantizer needs to annotate residual adds
-    exported = torch.export.export(module, (sample,), strict=True).module()
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
-    with torch.no_grad():
-        for f in frames:
-            prepared(torch.from_numpy(f))
-    converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    if qat_steps > 0:
+        converted, quantizer = _distill_qat(card, calib_dir, frames, qat_steps, qat_lr, seed)
+        method = (f'{qat_steps} steps of quantisation-aware distillation from the float model '
+                  f'on {Path(calib_dir).name}, lr {qat_lr:g}, seed {seed}, ')
+    else:
+        module = _Logits.wrap(_load_torch_model(card), nhwc=True)
+        # strict export keeps source_fn_stack, which the quantizer needs to annotate residual
+        # adds
+        exported = torch.export.export(module, (sample,), strict=True).module()
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True,
+                                                             is_dynamic=False))
+        prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
+        with torch.no_grad():
+            for f in frames:
+                prepared(torch.from_numpy(f))
+        converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        method = ''
     blob = _convert_tflite(converted, sample,
                            quant_config.QuantConfig(pt2e_quantizer=quantizer))
     path = out_dir / f'{_out_stem(card, "_int8")}.tflite'
@@ -248,13 +258,87 @@ def export_tflite_int8(card: ModelCard, out_dir: Path, calib_dir: str | os.PathL
         output_kind='logits', output_layout='NHWC',
         notes=_append(card.notes,
                       f'Full-integer int8 TFLite export of {card.name} (PT2E, per-channel '
-                      f'weights, {len(frames)} calibration frames from {Path(calib_dir).name}). '
+                      f'weights, {method}{len(frames)} calibration frames from '
+                      f'{Path(calib_dir).name}). '
                       f'Model input int8 NHWC scale {in_q[0]:.6g} zero point {in_q[1]}, output '
                       f'int8 NHWC scale {out_q[0]:.6g} zero point {out_q[1]}; the tflite/'
                       'edgetpu backends quantise the normalised float input and de-quantise '
                       'the logits.'))
-    return ExportResult('tflite-int8', path, card_path, ops=tflite_ops(path),
-                        notes=[f'calibrated on {len(frames)} frames from {calib_dir}'])
+    notes = [f'calibrated on {len(frames)} frames from {calib_dir}']
+    if qat_steps > 0:
+        notes.append(f'quantisation-aware distillation: {qat_steps} steps, lr {qat_lr:g}')
+    return ExportResult('tflite-int8', path, card_path, ops=tflite_ops(path), notes=notes)
+
+
+def _distill_qat(card: ModelCard, train_dir: str | os.PathLike, calib: list[np.ndarray],
+                 steps: int, lr: float, seed: int, accum: int = 4, loss: str = 'kl'):
+    """Quantisation-aware fine-tuning by distillation; returns (converted graph, quantizer).
+
+    The student is the model with BatchNorm folded, exported and given int8 fake
+    quantisation (same per-channel symmetric scheme as the post-training path); after
+    calibrating its ranges on ``calib`` it is trained to reproduce the float model's logits
+    (MSE) on every frame of ``train_dir`` with random horizontal flips: Adam, cosine decay,
+    ``accum`` frames per step, range observers frozen halfway. The teacher is the float
+    model itself, so the target is agreement with it, not the labels.
+    """
+    import torch
+    from tqdm import tqdm
+    from litert_torch.quantize import pt2e_quantizer
+    from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+    from .model import fuse_conv_bn
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    train = calibration_frames(card, train_dir, 1 << 30, nhwc=True)
+    teacher = _Logits.wrap(_load_torch_model(card), nhwc=True)
+    student = _Logits.wrap(fuse_conv_bn(_load_torch_model(card)), nhwc=True)
+    sample = torch.from_numpy(calib[0])
+    exported = torch.export.export(student, (sample,), strict=True).module()
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    # Its conv+BatchNorm QAT patterns are not needed (BatchNorm is folded above), and
+    # litert-torch 0.10's annotator for them fails on torch 2.13.
+    quantizer.STATIC_QAT_ONLY_OPS = []
+    prepared = prepare_qat_pt2e(exported, quantizer)
+    move_exported_model_to_eval(prepared)          # no dropout; fake quantisation stays on
+    with torch.no_grad():
+        for f in calib:
+            prepared(torch.from_numpy(f))
+    params = [t for t in prepared.parameters() if t.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    bar = tqdm(range(steps), desc='int8 QAT', unit='step')
+    for step in bar:
+        if step == steps // 2:
+            prepared.apply(disable_observer)
+        total = 0.0
+        for _ in range(accum):
+            x = train[rng.integers(len(train))]
+            if rng.random() < 0.5:
+                x = np.ascontiguousarray(x[:, :, ::-1])
+            x = torch.from_numpy(x)
+            with torch.no_grad():
+                target = teacher(x)
+            value = _distill_loss(prepared(x), target, loss)
+            (value / accum).backward()
+            total += value.item() / accum
+        for group in opt.param_groups:
+            group['lr'] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
+        opt.step()
+        opt.zero_grad()
+        bar.set_postfix({loss: f'{total:.4f}'})
+    move_exported_model_to_eval(prepared)
+    return convert_pt2e(prepared, fold_quantize=False), quantizer
+
+
+def _distill_loss(student, teacher, kind: str):
+    """``kl``: per-pixel KL(teacher || student) over the classes (last axis), averaged over
+    pixels; its gradient is softmax(student) - softmax(teacher), so it works on pixels where
+    the top classes are close, the ones whose argmax int8 noise flips. ``mse``: on logits."""
+    import torch.nn.functional as F
+    if kind == 'mse':
+        return F.mse_loss(student, teacher)
+    return F.kl_div(F.log_softmax(student, -1), F.log_softmax(teacher, -1), log_target=True,
+                    reduction='none').sum(-1).mean()
 
 
 def _io_quantization(path: Path) -> tuple[tuple[float, int], tuple[float, int]]:
@@ -283,9 +367,9 @@ def run_edgetpu_compiler(model: Path, out_dir: Path) -> tuple[Path | None, str]:
 
 
 def export_edgetpu(card: ModelCard, out_dir: Path, calib_dir: str | os.PathLike,
-                   calib_count: int = 32) -> list[ExportResult]:
+                   calib_count: int = 32, **int8_options) -> list[ExportResult]:
     """The int8 export plus ``edgetpu_compiler`` when available."""
-    int8 = export_tflite_int8(card, out_dir, calib_dir, calib_count)
+    int8 = export_tflite_int8(card, out_dir, calib_dir, calib_count, **int8_options)
     compiled, report = run_edgetpu_compiler(int8.model, out_dir)
     int8.notes.append(report)
     results = [int8]
@@ -300,10 +384,11 @@ def export_edgetpu(card: ModelCard, out_dir: Path, calib_dir: str | os.PathLike,
 
 
 def export(card: ModelCard | str | os.PathLike, fmt: str, out_dir: str | os.PathLike,
-           calib_dir: str | os.PathLike | None = None, calib_count: int = 32
-           ) -> list[ExportResult]:
+           calib_dir: str | os.PathLike | None = None, calib_count: int = 32,
+           qat_steps: int = 0, qat_lr: float = 1e-4) -> list[ExportResult]:
     """Export ``card``'s model as ``fmt`` (one of ``FORMATS``) into ``out_dir``; each file gets
-    a model card of the same stem so ``Segmenter(card, backend=...)`` runs it."""
+    a model card of the same stem so ``Segmenter(card, backend=...)`` runs it. ``qat_steps``
+    (int8 formats) adds quantisation-aware distillation on ``calib_dir``'s frames."""
     card = card if isinstance(card, ModelCard) else ModelCard.load(card)
     if fmt not in FORMATS:
         raise ExportError(f'unknown export format {fmt!r}; choose one of {", ".join(FORMATS)}')
@@ -319,9 +404,11 @@ def export(card: ModelCard | str | os.PathLike, fmt: str, out_dir: str | os.Path
         return [export_onnx(card, out)]
     if fmt == 'tflite':
         return [export_tflite(card, out)]
+    if qat_steps < 0:
+        raise ExportError(f'qat steps must be >= 0, got {qat_steps}')
     if fmt == 'tflite-int8':
-        return [export_tflite_int8(card, out, calib_dir, calib_count)]
-    return export_edgetpu(card, out, calib_dir, calib_count)
+        return [export_tflite_int8(card, out, calib_dir, calib_count, qat_steps, qat_lr)]
+    return export_edgetpu(card, out, calib_dir, calib_count, qat_steps=qat_steps, qat_lr=qat_lr)
 
 
 def register(subparsers) -> None:
@@ -334,13 +421,19 @@ def register(subparsers) -> None:
                    help='calibration images for int8 (e.g. ../shared/data/camvid/train)')
     p.add_argument('--calib-count', type=int, default=32,
                    help='calibration frames (default: 32)')
+    p.add_argument('--qat-steps', type=int, default=0,
+                   help='int8: quantisation-aware distillation steps on all --calib-dir frames '
+                   '(4 frames a step; default 0: post-training quantisation only)')
+    p.add_argument('--qat-lr', type=float, default=1e-4,
+                   help='QAT learning rate (Adam, cosine decay; default: 1e-4)')
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
     import sys
     try:
-        results = export(args.card, args.fmt, args.out, args.calib_dir, args.calib_count)
+        results = export(args.card, args.fmt, args.out, args.calib_dir, args.calib_count,
+                         args.qat_steps, args.qat_lr)
     except ExportError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
