@@ -86,3 +86,24 @@ def test_int8_export_is_edgetpu_ready_by_construction(tmp_path, camvid):
                                                                     'NHWC')
     assert 'zero point' in card.notes
     assert any('edgetpu_compiler' in n for n in int8.notes)  # compiled or says it is missing
+
+
+def test_negative_qat_steps_are_rejected(tmp_path):
+    with pytest.raises(ExportError, match='qat steps must be >= 0, got -1'):
+        export(DEFAULT_CARD, 'tflite-int8', tmp_path, calib_dir=tmp_path, qat_steps=-1)
+
+
+@pytest.mark.slow
+def test_int8_export_with_quantisation_aware_distillation_stays_edgetpu_ready(tmp_path, camvid):
+    _need_modules('litert_torch', 'ai_edge_litert')
+    int8, = export(DEFAULT_CARD, 'tflite-int8', tmp_path, calib_dir=camvid / 'train',
+                   calib_count=2, qat_steps=2)
+    assert edgetpu_problems(int8.model) == []
+    assert set(int8.ops) <= {'CONV_2D', 'DEPTHWISE_CONV_2D', 'ADD', 'MEAN', 'AVERAGE_POOL_2D',
+                             'RESIZE_BILINEAR', 'CONCATENATION'}
+    card = ModelCard.load(int8.card)
+    assert '2 steps of quantisation-aware distillation' in card.notes
+    assert int8.notes[-1] == 'quantisation-aware distillation: 2 steps, lr 0.0001'
+    from pspnet_ros.core import Segmenter
+    labels = Segmenter(card, backend='tflite')(np.zeros((90, 120, 3), np.uint8)).labels
+    assert labels.shape == (90, 120) and labels.max() < 11
