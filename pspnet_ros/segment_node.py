@@ -7,6 +7,8 @@ the newest frame wins and every overwritten frame is counted as dropped.
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 import json
 import threading
 import time
@@ -108,7 +110,13 @@ class SegmentNode(LifecycleNode):
         self.in_rate, self.out_rate = RateMeter(), RateMeter()
         self._slot = None
         self._cond = threading.Condition()
-        self._worker: threading.Thread | None = None
+        # Every model build and every inference runs on this one thread. PyTorch's OpenMP
+        # pool belongs to the thread that calls it; building the model on the executor thread
+        # and running it on another leaves two pools on the cores, which made inference ~35 %
+        # slower on 2 cores (45 vs 33 ms, docs/BENCHMARKS.md).
+        self._infer_pool = ThreadPoolExecutor(max_workers=1,
+                                              thread_name_prefix='pspnet_inference')
+        self._worker: Future | None = None
         self._running = False
         self._camera_info: CameraInfo | None = None
         self._subs = []
@@ -152,7 +160,8 @@ class SegmentNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             self.cfg = self._read_config()
-            self.segmenter, self.backend_note = self.cfg.build_segmenter()
+            self.segmenter, self.backend_note = self._infer_pool.submit(
+                self.cfg.build_segmenter).result()
         except Exception as exc:  # configuration errors must be readable, never a trace
             self.cfg = None
             self.get_logger().error(f'configure failed: {exc}')
@@ -170,8 +179,7 @@ class SegmentNode(LifecycleNode):
         self._make_subscriptions()
         self._publish_label_info()
         self._running = True
-        self._worker = threading.Thread(target=self._work, name='pspnet_inference', daemon=True)
-        self._worker.start()
+        self._worker = self._infer_pool.submit(self._work)
         self._diag_timer = self.create_timer(self.cfg.diagnostics_period, self._publish_diag)
         self.get_logger().info(f'active: listening on {self._subs[0].topic_name}')
         return super().on_activate(state)
@@ -196,6 +204,7 @@ class SegmentNode(LifecycleNode):
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._stop_worker()
+        self._infer_pool.shutdown(wait=False)
         return TransitionCallbackReturn.SUCCESS
 
     # -- entities ----------------------------------------------------------------------------
@@ -291,7 +300,10 @@ class SegmentNode(LifecycleNode):
             self._slot = None
             self._cond.notify_all()
         if self._worker is not None:
-            self._worker.join(timeout=10.0)
+            try:
+                self._worker.result(timeout=10.0)
+            except FutureTimeout:
+                self.get_logger().warning('inference thread still busy after 10 s; leaving it')
             self._worker = None
 
     def _wanted(self, name: str) -> bool:
@@ -449,6 +461,7 @@ def main(args=None) -> None:
     finally:
         if node is not None:
             node._stop_worker()
+            node._infer_pool.shutdown(wait=False)
             node.destroy_node()
         rclpy.try_shutdown()
 
