@@ -3,12 +3,14 @@
 
 Same frames (CamVid val, or synthetic without ../shared), same backend, measured in one run:
 1. bare: ``Segmenter`` called in a loop (labels + occupancy) -> throughput, per-frame time;
-2. node closed loop: publish a frame, wait for its mask and occupancy, repeat -> throughput
-   and end-to-end latency (publish -> mask received);
-3. node overload: publish at a fixed rate above what inference sustains -> end-to-end latency
-   of answered frames, and drops: the node's own counters vs what the sender saw.
-Prints a table and writes JSON. Targets (issue 3): node throughput >= 90% of bare; closed-loop
-e2e p50 <= 1.2x bare per-frame time; overload p99 <= 2x bare per-frame time; drops exact.
+2. node closed loop: publish a frame, wait for its mask and occupancy, repeat -> end-to-end
+   latency (publish -> mask received) and its inverse, the closed-loop rate;
+3. node overload: publish at a fixed rate above what inference sustains -> the sustained
+   output rate (node throughput), end-to-end latency of answered frames, and drops: the
+   node's own counters vs what the sender saw.
+Prints a table and writes JSON. Targets (issue 3): node throughput (saturated) >= 90% of bare;
+closed-loop e2e p50 <= 1.2x bare per-frame time; overload p99 <= 2x bare per-frame time; drops
+exact.
 """
 from __future__ import annotations
 
@@ -132,6 +134,10 @@ def main(argv=None) -> int:
         after = diag_values(client.diagnostics[-1])
         answered = [k for k in keys if client.complete(k)]
         over = [client.received[k].times['mask'] - client.sent[k] for k in answered]
+        # Sustained output rate while frames arrive faster than the node can answer them:
+        # answers per second between the first and the last answer.
+        done = sorted(client.received[k].times['mask'] for k in answered)
+        node_fps_sat = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else 0.0
         d = {k: int(after[k]) - int(before[k]) for k in
              ('frames.received', 'frames.processed', 'frames.dropped')}
         result = {
@@ -143,7 +149,8 @@ def main(argv=None) -> int:
             'node_fps_runs': node_fps_runs,
             'backend_options': options,
             'bare_fps': bare_fps, 'bare_ms_p50': bare_ms,
-            'node_fps': node_fps, 'node_e2e_ms_p50': float(np.median(e2e) * 1e3),
+            'node_fps': node_fps, 'node_fps_saturated': node_fps_sat,
+            'node_e2e_ms_p50': float(np.median(e2e) * 1e3),
             'node_e2e_ms_p90': float(np.percentile(e2e, 90) * 1e3),
             'overload_rate_hz': args.overload_rate, 'overload_sent': len(keys),
             'overload_answered': len(answered),
@@ -159,6 +166,7 @@ def main(argv=None) -> int:
         rclpy.try_shutdown()
     r = result
     r['throughput_ratio'] = r['node_fps'] / r['bare_fps']
+    r['saturated_throughput_ratio'] = r['node_fps_saturated'] / r['bare_fps']
     r['e2e_over_bare'] = r['node_e2e_ms_p50'] / r['bare_ms_p50']
     r['overload_p99_over_bare'] = r['overload_e2e_ms_p99'] / r['bare_ms_p50']
     r['drops_exact'] = (r['node_processed'] == r['overload_answered']
@@ -166,8 +174,11 @@ def main(argv=None) -> int:
     r['node_exit_code'] = code
     rows = [
         ('bare Segmenter throughput', f'{r["bare_fps"]:.2f} fps', ''),
-        ('node throughput (closed loop)', f'{r["node_fps"]:.2f} fps',
-         f'{r["throughput_ratio"]:.2f}x bare (target >= 0.90)'),
+        ('node throughput (closed loop = 1/latency)', f'{r["node_fps"]:.2f} fps',
+         f'{r["throughput_ratio"]:.2f}x bare'),
+        (f'node throughput (input {r["overload_rate_hz"]:g} Hz, saturated)',
+         f'{r["node_fps_saturated"]:.2f} fps',
+         f'{r["saturated_throughput_ratio"]:.2f}x bare (target >= 0.90)'),
         ('bare per-frame time p50', f'{r["bare_ms_p50"]:.1f} ms', ''),
         ('node end-to-end p50', f'{r["node_e2e_ms_p50"]:.1f} ms',
          f'{r["e2e_over_bare"]:.2f}x bare (target <= 1.2)'),
@@ -180,6 +191,15 @@ def main(argv=None) -> int:
     print(f'\n{"measure":42s} {"value":>14s}  check')
     for a, b, c in rows:
         print(f'{a:42s} {b:>14s}  {c}')
+    load = r['overload_rate_hz'] / r['bare_fps']
+    r['overload_input_over_bare_fps'] = load
+    if load < 1.5:
+        # Newest-wins keeps at most one frame waiting: when frames arrive about as fast as
+        # they are answered, the waiting one can be almost a frame time old when it is taken,
+        # so the worst case is two frame times plus transport.
+        print(f'note: input {r["overload_rate_hz"]:g} Hz is only {load:.2f}x the bare rate: '
+              'the boundary case, where p99 tends to 2x bare plus transport; use '
+              '--overload-rate for a clear overload')
     Path(args.out).write_text(json.dumps(r, indent=1) + '\n')
     print(f'\nwrote {args.out}')
     return 0
