@@ -103,7 +103,7 @@ def test_int8_export_with_quantisation_aware_distillation_stays_edgetpu_ready(tm
                              'RESIZE_BILINEAR', 'CONCATENATION'}
     card = ModelCard.load(int8.card)
     assert '2 steps of quantisation-aware distillation' in card.notes
-    assert int8.notes[-1] == 'quantisation-aware distillation: 2 steps, lr 0.0001'
+    assert int8.notes[-1] == 'quantisation-aware distillation: 2 steps, lr 3e-05'
     from pspnet_ros.core import Segmenter
     labels = Segmenter(card, backend='tflite')(np.zeros((90, 120, 3), np.uint8)).labels
     assert labels.shape == (90, 120) and labels.max() < 11

@@ -213,7 +213,7 @@ def _set_int8_interface(src: Path, dst: Path) -> None:
 
 
 def export_tflite_int8(card: ModelCard, out_dir: Path, calib_dir: str | os.PathLike,
-                       calib_count: int = 32, qat_steps: int = 0, qat_lr: float = 1e-4,
+                       calib_count: int = 32, qat_steps: int = 0, qat_lr: float = 3e-5,
                        seed: int = 0) -> ExportResult:
     """Full-integer int8 TFLite (PT2E, per-channel weights) calibrated on real frames, with
     int8 NHWC input and output, checked to be Edge TPU ready. ``qat_steps`` > 0 adds
@@ -271,15 +271,19 @@ def export_tflite_int8(card: ModelCard, out_dir: Path, calib_dir: str | os.PathL
 
 
 def _distill_qat(card: ModelCard, train_dir: str | os.PathLike, calib: list[np.ndarray],
-                 steps: int, lr: float, seed: int, accum: int = 4, loss: str = 'kl'):
+                 steps: int, lr: float, seed: int, accum: int = 4, loss: str = 'kl',
+                 histogram_ranges: bool = True):
     """Quantisation-aware fine-tuning by distillation; returns (converted graph, quantizer).
 
     The student is the model with BatchNorm folded, exported and given int8 fake
     quantisation (same per-channel symmetric scheme as the post-training path); after
     calibrating its ranges on ``calib`` it is trained to reproduce the float model's logits
-    (MSE) on every frame of ``train_dir`` with random horizontal flips: Adam, cosine decay,
-    ``accum`` frames per step, range observers frozen halfway. The teacher is the float
-    model itself, so the target is agreement with it, not the labels.
+    (``_distill_loss``) on every frame of ``train_dir`` with random horizontal flips: Adam,
+    cosine decay, ``accum`` frames per step. ``histogram_ranges``: activation ranges come
+    from histogram observers on ``calib`` (as in post-training quantisation) and stay fixed;
+    otherwise moving-average ranges, frozen halfway. Weight ranges follow the weights until
+    halfway. The teacher is the float model itself, so the target is agreement with it, not
+    the labels.
     """
     import torch
     from tqdm import tqdm
@@ -294,8 +298,13 @@ def _distill_qat(card: ModelCard, train_dir: str | os.PathLike, calib: list[np.n
     student = _Logits.wrap(fuse_conv_bn(_load_torch_model(card)), nhwc=True)
     sample = torch.from_numpy(calib[0])
     exported = torch.export.export(student, (sample,), strict=True).module()
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_qat=True)
+    if histogram_ranges:
+        from torchao.quantization.pt2e import FakeQuantize, HistogramObserver
+        act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=(
+            FakeQuantize.with_args(observer=HistogramObserver)))
+        config = dataclasses.replace(config, input_activation=act, output_activation=act)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(config)
     # Its conv+BatchNorm QAT patterns are not needed (BatchNorm is folded above), and
     # litert-torch 0.10's annotator for them fails on torch 2.13.
     quantizer.STATIC_QAT_ONLY_OPS = []
@@ -304,6 +313,11 @@ def _distill_qat(card: ModelCard, train_dir: str | os.PathLike, calib: list[np.n
     with torch.no_grad():
         for f in calib:
             prepared(torch.from_numpy(f))
+    if histogram_ranges:
+        from torchao.quantization.pt2e import FakeQuantizeBase
+        for m in prepared.modules():
+            if isinstance(m, FakeQuantizeBase) and m.qscheme == torch.per_tensor_affine:
+                m.disable_observer()
     params = [t for t in prepared.parameters() if t.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     bar = tqdm(range(steps), desc='int8 QAT', unit='step')
@@ -385,7 +399,7 @@ def export_edgetpu(card: ModelCard, out_dir: Path, calib_dir: str | os.PathLike,
 
 def export(card: ModelCard | str | os.PathLike, fmt: str, out_dir: str | os.PathLike,
            calib_dir: str | os.PathLike | None = None, calib_count: int = 32,
-           qat_steps: int = 0, qat_lr: float = 1e-4) -> list[ExportResult]:
+           qat_steps: int = 0, qat_lr: float = 3e-5) -> list[ExportResult]:
     """Export ``card``'s model as ``fmt`` (one of ``FORMATS``) into ``out_dir``; each file gets
     a model card of the same stem so ``Segmenter(card, backend=...)`` runs it. ``qat_steps``
     (int8 formats) adds quantisation-aware distillation on ``calib_dir``'s frames."""
@@ -424,8 +438,8 @@ def register(subparsers) -> None:
     p.add_argument('--qat-steps', type=int, default=0,
                    help='int8: quantisation-aware distillation steps on all --calib-dir frames '
                    '(4 frames a step; default 0: post-training quantisation only)')
-    p.add_argument('--qat-lr', type=float, default=1e-4,
-                   help='QAT learning rate (Adam, cosine decay; default: 1e-4)')
+    p.add_argument('--qat-lr', type=float, default=3e-5,
+                   help='QAT learning rate (Adam, cosine decay; default: 3e-5)')
     p.set_defaults(func=_cmd_export)
 
 
