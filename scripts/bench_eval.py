@@ -18,8 +18,7 @@ sys.path.insert(0, str(ROOT))
 from pspnet_ros.core.data import find_pairs  # noqa: E402
 from pspnet_ros.core.image import read_label  # noqa: E402
 from pspnet_ros.core.labels import CAMVID  # noqa: E402
-from pspnet_ros.core.rosimage import labels_to_image_fields  # noqa: E402
-from pspnet_ros.evaluation.bagio import BagWriter, image_msg, make_header  # noqa: E402
+from pspnet_ros.evaluation.bagio import BagWriter, make_header  # noqa: E402
 from pspnet_ros.evaluation.evaluator import BagEvaluator, EvalConfig  # noqa: E402
 
 
@@ -33,10 +32,8 @@ def build_bag(path: Path, storage: str, camvid: Path, frames: int) -> int:
             pred = np.minimum(np.roll(gt, 4, axis=1), 10).astype(np.uint8)
             stamp = 1_700_000_000_000_000_000 + i * 33_333_333
             header = make_header(bag.ts, stamp, 'camera')
-            bag.write('/pspnet/mask', image_msg(bag.ts, header, labels_to_image_fields(pred)),
-                      stamp)
-            bag.write('/camera/labels', image_msg(bag.ts, header, labels_to_image_fields(gt)),
-                      stamp)
+            bag.write_labels('/pspnet/mask', header, pred, stamp)
+            bag.write_labels('/camera/labels', header, gt, stamp)
     return frames
 
 

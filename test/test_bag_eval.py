@@ -10,8 +10,7 @@ import pytest
 from pspnet_ros.cli import main
 from pspnet_ros.core.labels import CAMVID as CAMVID_SET
 from pspnet_ros.core.metrics import confusion_matrix, scores
-from pspnet_ros.core.rosimage import labels_to_image_fields
-from pspnet_ros.evaluation.bagio import BagSource, BagWriter, image_msg, make_header, read_all
+from pspnet_ros.evaluation.bagio import BagSource, BagWriter, make_header, read_all
 from pspnet_ros.evaluation.evaluator import BagEvaluator, EvalConfig, exit_code
 from pspnet_ros.evaluation.makebag import make_bag
 from pspnet_ros.evaluation.matching import LabelDir, parse_stamp, StampMatcher
@@ -24,8 +23,7 @@ def write_label_bag(path, frames, storage='sqlite3'):
     """frames: (topic, stamp ns, (H, W) uint8 ids); bag time = stamp."""
     with BagWriter(path, storage) as bag:
         for topic, stamp, lab in frames:
-            bag.write(topic, image_msg(bag.ts, make_header(bag.ts, stamp, 'camera'),
-                                       labels_to_image_fields(lab)), stamp)
+            bag.write_labels(topic, make_header(bag.ts, stamp, 'camera'), lab, stamp)
 
 
 def run_eval(tmp_path, bags, **kw):

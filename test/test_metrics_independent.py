@@ -6,8 +6,7 @@ import pytest
 from pspnet_ros.core.image import read_image, read_label
 from pspnet_ros.core.labels import CAMVID as CAMVID_SET
 from pspnet_ros.core.metrics import confusion_matrix, scores
-from pspnet_ros.core.rosimage import labels_to_image_fields
-from pspnet_ros.evaluation.bagio import BagWriter, image_msg, make_header
+from pspnet_ros.evaluation.bagio import BagWriter, make_header
 from pspnet_ros.evaluation.evaluator import BagEvaluator, EvalConfig
 
 IGNORE = 11
@@ -99,10 +98,8 @@ def test_bag_evaluation_equals_torchmetrics_on_camvid(tmp_path, camvid_predictio
         for i, (pred, gt) in enumerate(pairs):
             stamp = 1_700_000_000_000_000_000 + i * 50_000_000
             header = make_header(bag.ts, stamp, 'camera')
-            bag.write('/pspnet/mask', image_msg(bag.ts, header, labels_to_image_fields(pred)),
-                      stamp)
-            bag.write('/camera/labels', image_msg(bag.ts, header, labels_to_image_fields(gt)),
-                      stamp)
+            bag.write_labels('/pspnet/mask', header, pred, stamp)
+            bag.write_labels('/camera/labels', header, gt, stamp)
     cfg = EvalConfig(bags=[str(tmp_path / 'b')], pred_topic='/pspnet/mask',
                      label_topic='/camera/labels', out=str(tmp_path / 'r'), progress=False)
     report = BagEvaluator(cfg, class_names=CAMVID_SET.classes, ignore_index=IGNORE).run()

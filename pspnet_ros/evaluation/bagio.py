@@ -232,6 +232,10 @@ class BagWriter:
             self._conns[topic] = conn
         self.writer.write(conn, int(time_ns), self.ts.serialize_cdr(msg, msgtype))
 
+    def write_labels(self, topic: str, header, labels: np.ndarray, time_ns: int) -> None:
+        """Class ids as a mono8 (16UC1 above 255) ``sensor_msgs/Image`` with ``header``."""
+        self.write(topic, image_msg(self.ts, header, labels_to_image_fields(labels)), time_ns)
+
     def close(self) -> None:
         self.writer.close()
 
@@ -254,8 +258,7 @@ class PredictionWriter:
     def write(self, header, time_ns: int, labels: np.ndarray, color: np.ndarray,
               cloud: OccupancyCloud) -> None:
         ts = self.bag.ts
-        self.bag.write(f'{self.prefix}/mask',
-                       image_msg(ts, header, labels_to_image_fields(labels)), time_ns)
+        self.bag.write_labels(f'{self.prefix}/mask', header, labels, time_ns)
         self.bag.write(f'{self.prefix}/color_mask',
                        image_msg(ts, header, rgb_to_image_fields(color)), time_ns)
         self.bag.write(f'{self.prefix}/occupancy', cloud_msg(ts, header, cloud), time_ns)

@@ -5,7 +5,7 @@ import os
 
 from ..core.data import find_pairs
 from ..core.image import read_image, read_label
-from ..core.rosimage import labels_to_image_fields, rgb_to_compressed, rgb_to_image_fields
+from ..core.rosimage import rgb_to_compressed, rgb_to_image_fields
 from . import DEFAULT_START_STAMP
 from .bagio import BagWriter, compressed_msg, image_msg, make_header
 
@@ -43,7 +43,7 @@ def make_bag(images: str | os.PathLike, labels: str | os.PathLike, out: str | os
                 bag.write(image_topic, compressed_msg(ts, header, fmt, data), stamp)
             else:
                 bag.write(image_topic, image_msg(ts, header, rgb_to_image_fields(rgb)), stamp)
-            bag.write(label_topic, image_msg(ts, header, labels_to_image_fields(lab)), stamp)
+            bag.write_labels(label_topic, header, lab, stamp)
     return {'bag': str(out), 'storage': storage, 'frames': len(pairs),
             'image_topic': image_topic, 'label_topic': label_topic,
             'image_type': 'sensor_msgs/msg/CompressedImage' if compressed
