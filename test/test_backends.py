@@ -34,6 +34,13 @@ def test_importing_the_backends_does_not_import_optional_runtimes():
     assert out == '[]'
 
 
+def _card_for_file(tmp_path, card, fmt: str, name: str) -> ModelCard:
+    """``card`` pointing at a placeholder file ``name`` of format ``fmt``."""
+    model = tmp_path / name
+    model.write_bytes(b'x')
+    return ModelCard(**{**card.__dict__, 'format': fmt, 'weights': str(model)})
+
+
 def test_onnxruntime_backend_asks_for_an_exported_model(card):
     with pytest.raises(BackendError, match=r"format 'safetensors'.*pspnet-ros export CARD "
                                            r'--format onnx'):
@@ -41,9 +48,7 @@ def test_onnxruntime_backend_asks_for_an_exported_model(card):
 
 
 def test_missing_onnxruntime_names_the_pip_command(tmp_path, card, monkeypatch):
-    model = tmp_path / 'm.onnx'
-    model.write_bytes(b'x')
-    onnx_card = ModelCard(**{**card.__dict__, 'format': 'onnx', 'weights': str(model)})
+    onnx_card = _card_for_file(tmp_path, card, 'onnx', 'm.onnx')
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)
     with pytest.raises(BackendUnavailable, match=r'needs the onnxruntime package.*'
                                                  r'pip install onnxruntime'):
@@ -51,9 +56,7 @@ def test_missing_onnxruntime_names_the_pip_command(tmp_path, card, monkeypatch):
 
 
 def test_missing_tflite_interpreter_names_the_pip_command(tmp_path, card, monkeypatch):
-    model = tmp_path / 'm.tflite'
-    model.write_bytes(b'x')
-    tfl_card = ModelCard(**{**card.__dict__, 'format': 'tflite', 'weights': str(model)})
+    tfl_card = _card_for_file(tmp_path, card, 'tflite', 'm.tflite')
     monkeypatch.setitem(sys.modules, 'ai_edge_litert', None)
     monkeypatch.setitem(sys.modules, 'tflite_runtime', None)
     for name in ('tflite', 'edgetpu'):
@@ -71,9 +74,7 @@ def test_edgetpu_delegate_failure_is_unavailable_with_apt_hint(tmp_path, card, m
     def fail(library, options=None):
         raise error
     monkeypatch.setattr(interpreter, 'load_delegate', fail)
-    model = tmp_path / 'm_edgetpu.tflite'
-    model.write_bytes(b'x')
-    tpu_card = ModelCard(**{**card.__dict__, 'format': 'edgetpu', 'weights': str(model)})
+    tpu_card = _card_for_file(tmp_path, card, 'edgetpu', 'm_edgetpu.tflite')
     with pytest.raises(BackendUnavailable, match=r'Edge TPU delegate libedgetpu.so.1 could not '
                                                  r'be loaded.*apt-get install libedgetpu1-std'):
         create_backend('edgetpu', tpu_card, device='usb:0')
@@ -81,9 +82,7 @@ def test_edgetpu_delegate_failure_is_unavailable_with_apt_hint(tmp_path, card, m
 
 def test_edgetpu_rejects_a_malformed_device_selector(tmp_path, card):
     pytest.importorskip('ai_edge_litert', reason='ai-edge-litert not installed')
-    model = tmp_path / 'm_edgetpu.tflite'
-    model.write_bytes(b'x')
-    tpu_card = ModelCard(**{**card.__dict__, 'format': 'edgetpu', 'weights': str(model)})
+    tpu_card = _card_for_file(tmp_path, card, 'edgetpu', 'm_edgetpu.tflite')
     with pytest.raises(BackendError, match=r"usb, usb:N, pci or pci:N, got 'gpu:0'"):
         create_backend('edgetpu', tpu_card, device='gpu:0')
 
