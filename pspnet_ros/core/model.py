@@ -194,10 +194,13 @@ class PPM(nn.Module):
         src = x.contiguous() if nhwc_cuda else x
         out = [x]
         for f in self.features:
-            y = f[0](src)
+            pool, *rest = f          # no Sequential slicing: this runs every frame
+            y = pool(src)
             if nhwc_cuda:
                 y = y.contiguous(memory_format=torch.channels_last)
-            out.append(F.interpolate(f[1:](y), size, mode='bilinear', align_corners=True))
+            for layer in rest:
+                y = layer(y)
+            out.append(F.interpolate(y, size, mode='bilinear', align_corners=True))
         return torch.cat(out, 1)
 
 
