@@ -196,8 +196,9 @@ def test_each_profile_given_alone_starts_and_answers(tmp_path, profile):
     n = NodeUnderTest(tmp_path, params=ROOT / 'config' / profile,
                       client_kwargs={'outputs': ('mask', 'occupancy')})
     try:
-        assert n.send_and_wait(n.client.make_image(_frame(), 40_000_000_000))
-        rec = n.client.received[stamp_key(n.client.make_image(_frame(), 40_000_000_000).header)]
+        msg = n.client.make_image(_frame(), 40_000_000_000)
+        assert n.send_and_wait(msg)
+        rec = n.client.received[stamp_key(msg.header)]
         assert set(rec.times) == {'mask', 'occupancy'}
         v = n.latest_diag(lambda v: 'backend' in v)
         assert (v['backend'], v['device']) == ('torch', 'cuda' if cuda else 'cpu')
