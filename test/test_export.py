@@ -85,25 +85,88 @@ def test_int8_export_is_edgetpu_ready_by_construction(tmp_path, camvid):
     assert (card.format, card.input_layout, card.output_layout) == ('tflite_int8', 'NHWC',
                                                                     'NHWC')
     assert 'zero point' in card.notes
+    assert 'bias correction of weight rounding, 4 calibration frames' in card.notes
     assert any('edgetpu_compiler' in n for n in int8.notes)  # compiled or says it is missing
 
 
-def test_negative_qat_steps_are_rejected(tmp_path):
-    with pytest.raises(ExportError, match='qat steps must be >= 0, got -1'):
-        export(DEFAULT_CARD, 'tflite-int8', tmp_path, calib_dir=tmp_path, qat_steps=-1)
+def _conv_relu6_net(seed: int):
+    """Conv -> ReLU6 -> depthwise 3x3 -> 1x1, with BatchNorm-like spread in the weights."""
+    import torch
+    torch.manual_seed(seed)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.dw = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+            self.pw = torch.nn.Conv2d(8, 4, 1)
+            self.relu6 = torch.nn.ReLU6(inplace=True)        # as in MobileNetV2
+            with torch.no_grad():
+                self.conv.weight.mul_(4)     # pre-activations reach far beyond [0, 6]
+
+        def forward_logits(self, x):
+            return self.pw(self.dw(self.relu6(self.conv(x))))
+
+        forward = forward_logits
+    return Net().eval()
 
 
-@pytest.mark.slow
-def test_int8_export_with_quantisation_aware_distillation_stays_edgetpu_ready(tmp_path, camvid):
-    _need_modules('litert_torch', 'ai_edge_litert')
-    int8, = export(DEFAULT_CARD, 'tflite-int8', tmp_path, calib_dir=camvid / 'train',
-                   calib_count=2, qat_steps=2)
-    assert edgetpu_problems(int8.model) == []
-    assert set(int8.ops) <= {'CONV_2D', 'DEPTHWISE_CONV_2D', 'ADD', 'MEAN', 'AVERAGE_POOL_2D',
-                             'RESIZE_BILINEAR', 'CONCATENATION'}
-    card = ModelCard.load(int8.card)
-    assert '2 steps of quantisation-aware distillation' in card.notes
-    assert int8.notes[-1] == 'quantisation-aware distillation: 2 steps, lr 3e-05'
-    from pspnet_ros.core import Segmenter
-    labels = Segmenter(card, backend='tflite')(np.zeros((90, 120, 3), np.uint8)).labels
-    assert labels.shape == (90, 120) and labels.max() < 11
+def test_relu6_output_gets_its_own_int8_range(tmp_path):
+    """The stock litert-torch quantizer shares a ReLU6's range with the convolution before it;
+    ``_int8_quantizer`` fuses them, so the ReLU6 output is quantised over [0, 6]."""
+    _need_modules('litert_torch', 'torchao')
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from torchao.quantization.pt2e import quantize_pt2e
+    from pspnet_ros.core.export import _int8_quantizer
+    net = _conv_relu6_net(0)
+    x = torch.randn(1, 3, 16, 16)
+    exported = torch.export.export(net, (x,), strict=True).module()
+    prepared = quantize_pt2e.prepare_pt2e(exported, _int8_quantizer(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)))
+    with torch.no_grad():
+        prepared(x)
+    converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    nodes = list(converted.graph.nodes)
+    relu6 = next(n for n in nodes if 'hardtanh' in str(n.target))
+    conv = relu6.args[0]
+    assert 'conv2d' in str(conv.target)                # no quantize/dequantize in between
+    quant, = [u for u in relu6.users if 'quantize_per_tensor' in str(u.target)]
+    scale, zero_point = float(quant.args[1]), int(quant.args[2])
+    assert scale == pytest.approx(6 / 255, rel=1e-3)  # [0, 6] over 256 levels
+    assert zero_point == -128
+
+
+def test_bias_correction_cancels_the_mean_shift_of_weight_rounding():
+    _need_modules('litert_torch', 'torchao')
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from pspnet_ros.core.export import _correct_rounding_bias
+    qspec = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True).weight
+    net = _conv_relu6_net(1)
+    frames = [np.random.default_rng(i).normal(size=(1, 16, 16, 3)).astype(np.float32)
+              for i in range(3)]
+    corrected = _conv_relu6_net(1)
+    _correct_rounding_bias(corrected, frames, qspec)
+    assert torch.equal(corrected.conv.weight, net.conv.weight)   # weights untouched
+    assert corrected.dw.bias is not None                          # a bias where there was none
+
+    def rounded(conv):
+        scale = conv.weight.abs().amax(dim=(1, 2, 3)) / 127
+        return torch.fake_quantize_per_channel_affine(
+            conv.weight, scale, torch.zeros_like(scale, dtype=torch.int32), 0, -127, 127)
+
+    x = torch.from_numpy(np.concatenate(frames)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        h = net.relu6(net.conv(x))
+        for conv, fixed in ((net.dw, corrected.dw), (net.pw, corrected.pw)):
+            exact = conv(h)
+            plain = torch.nn.functional.conv2d(h, rounded(conv), conv.bias,
+                                               padding=conv.padding, groups=conv.groups)
+            fixed_out = torch.nn.functional.conv2d(h, rounded(conv), fixed.bias,
+                                                   padding=conv.padding, groups=conv.groups)
+            shift = (plain - exact).mean(dim=(0, 2, 3)).abs().max()
+            left = (fixed_out - exact).mean(dim=(0, 2, 3)).abs().max()
+            assert shift > 1e-4                       # rounding does move the means
+            assert left < shift / 5                   # the correction removes most of it
+            h = exact
