@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test test-export lint clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -21,5 +21,18 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q -ra test
 
+# Export (ONNX, TFLite, int8 / Edge TPU) and the parity suite against every exported file,
+# in their own venv (litert-torch's dependencies stay out of the main one).
+EXPORT_VENV := .venv-export
+$(EXPORT_VENV)/.installed: requirements-export-venv.txt requirements-export.txt setup.py
+	$(PYTHON) -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EXPORT_VENV)/bin/python -m pip install -q -r requirements-export-venv.txt
+	$(EXPORT_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-export: $(EXPORT_VENV)/.installed
+	$(EXPORT_VENV)/bin/python -m pytest -q -ra test/test_export.py test/test_parity.py
+
 clean:
-	rm -rf $(VENV) demo_out segment_out build install log *.egg-info
+	rm -rf $(VENV) $(EXPORT_VENV) demo_out segment_out build install log *.egg-info
