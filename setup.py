@@ -4,6 +4,14 @@ from setuptools import find_packages, setup
 
 package_name = 'pspnet_ros'
 
+
+def requirements(path):
+    """Requirement lines of ``path`` (no comments, no ``-r`` includes)."""
+    with open(path) as f:
+        lines = [line.split('#')[0].strip() for line in f]
+    return [line for line in lines if line and not line.startswith('-')]
+
+
 setup(
     name=package_name,
     version='0.1.0',
@@ -20,6 +28,10 @@ setup(
     # requirements.txt in a plain venv; listing them here would make colcon's generated
     # scripts refuse to start when apt's python3-opencv has no matching pip metadata.
     install_requires=['setuptools'],
+    # Optional: `pip install -e '.[export]'` adds what `pspnet-ros export` needs (ONNX,
+    # litert-torch for TFLite / int8 / Edge TPU); see docs/BACKENDS.md for why it gets its own
+    # venv (`make test-export`).
+    extras_require={'export': requirements('requirements-export.txt')},
     zip_safe=True,
     maintainer='pspnet_ros developers',
     maintainer_email='pspnet-ros@example.org',
