@@ -17,6 +17,7 @@ DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' 
 
 def parse_spec(spec: str) -> tuple[str, str, str, dict]:
     """``backend[:card.yaml][@key=value;key=value]`` -> (label, backend, card, options)."""
+    from .core.backends import parse_option_value
     head, _, opts = spec.partition('@')
     backend, _, card = head.partition(':')
     options = {}
@@ -24,18 +25,9 @@ def parse_spec(spec: str) -> tuple[str, str, str, dict]:
         key, sep, value = item.partition('=')
         if not sep:
             raise ValueError(f'bench option {item!r} in {spec!r} must be key=value')
-        options[key] = _parse_value(value)
+        options[key] = parse_option_value(value)
     label = backend + (f'[{Path(card).name}]' if card else '') + (f'@{opts}' if opts else '')
     return label, backend, card, options
-
-
-def _parse_value(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return {'true': True, 'false': False}.get(value.lower(), value)
 
 
 def parse_size(text: str) -> tuple[int, int]:

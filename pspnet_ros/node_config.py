@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .core.backends import parse_option_value
 from .core.segmenter import check_region, Region
 
 # Changing these needs a new model: only allowed while unconfigured.
@@ -46,18 +47,7 @@ def parse_options(specs: list[str]) -> dict:
         key, sep, raw = spec.partition('=')
         if not sep or not key.strip():
             raise ValueError(f'backend option {spec!r} must look like "channels_last=true"')
-        low = raw.strip().lower()
-        if low in ('true', 'false'):
-            value = low == 'true'
-        else:
-            try:
-                value = int(raw)
-            except ValueError:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    value = raw.strip()
-        out[key.strip()] = value
+        out[key.strip()] = parse_option_value(raw)
     return out
 
 

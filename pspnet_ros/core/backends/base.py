@@ -137,6 +137,18 @@ def _backend_class(name: str) -> type:
     return getattr(importlib.import_module(module, __package__), cls)
 
 
+def parse_option_value(raw: str):
+    """A backend option given as text (``fp16=true``, ``threads=2``): int, float, true/false,
+    else the text itself, stripped."""
+    text = raw.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {'true': True, 'false': False}.get(text.lower(), text)
+
+
 def create_backend(name: str, card: ModelCard, device: str = 'cpu', **options) -> Backend:
     """Instantiate the backend called ``name`` for ``card``.
 
