@@ -116,8 +116,7 @@ class LiveClient(Node):
         self.label_info = json.loads(msg.data)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
-        if any(s.name.startswith(f'/{self.node_name}:') or f'/{self.node_name}:' in s.name
-               for s in msg.status):
+        if any(f'/{self.node_name}:' in s.name for s in msg.status):
             self.diagnostics.append(msg)
 
     def make_image(self, rgb: np.ndarray, stamp_ns: int, frame_id: str = 'camera',

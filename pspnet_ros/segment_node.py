@@ -203,8 +203,7 @@ class SegmentNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._stop_worker()
-        self._infer_pool.shutdown(wait=False)
+        self._close_inference()
         return TransitionCallbackReturn.SUCCESS
 
     # -- entities ----------------------------------------------------------------------------
@@ -293,6 +292,11 @@ class SegmentNode(LifecycleNode):
                 self._process(msg, t_recv)
             except Exception as exc:  # a bad frame or a failing backend must not kill the node
                 self._error('internal', f'unexpected {type(exc).__name__}: {exc}')
+
+    def _close_inference(self) -> None:
+        """Stop the worker and release the inference thread (shutdown, process exit)."""
+        self._stop_worker()
+        self._infer_pool.shutdown(wait=False)
 
     def _stop_worker(self) -> None:
         with self._cond:
@@ -460,8 +464,7 @@ def main(args=None) -> None:
         pass
     finally:
         if node is not None:
-            node._stop_worker()
-            node._infer_pool.shutdown(wait=False)
+            node._close_inference()
             node.destroy_node()
         rclpy.try_shutdown()
 
