@@ -111,7 +111,7 @@ def _conv_relu6_net(seed: int):
     return Net().eval()
 
 
-def test_relu6_output_gets_its_own_int8_range(tmp_path):
+def test_relu6_output_gets_its_own_int8_range():
     """The stock litert-torch quantizer shares a ReLU6's range with the convolution before it;
     ``_int8_quantizer`` fuses them, so the ReLU6 output is quantised over [0, 6]."""
     _need_modules('litert_torch', 'torchao')

@@ -217,5 +217,4 @@ def test_edgetpu_profile_without_a_model_says_what_to_set(tmp_path):
         assert n.proc.poll() is None, 'the node must stay up for a later configure'
     finally:
         n.close()
-    print(n.log.read_text())
     assert 'configure failed' in n.log.read_text()

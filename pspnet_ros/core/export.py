@@ -408,9 +408,9 @@ def run_edgetpu_compiler(model: Path, out_dir: Path) -> tuple[Path | None, str]:
 
 
 def export_edgetpu(card: ModelCard, out_dir: Path, calib_dir: str | os.PathLike,
-                   calib_count: int = 32, **int8_options) -> list[ExportResult]:
+                   calib_count: int = 32, bias_correction: bool = True) -> list[ExportResult]:
     """The int8 export plus ``edgetpu_compiler`` when available."""
-    int8 = export_tflite_int8(card, out_dir, calib_dir, calib_count, **int8_options)
+    int8 = export_tflite_int8(card, out_dir, calib_dir, calib_count, bias_correction)
     compiled, report = run_edgetpu_compiler(int8.model, out_dir)
     int8.notes.append(report)
     results = [int8]
