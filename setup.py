@@ -40,7 +40,7 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'segment_node = pspnet_ros.segment_node:main',
+            'segment_node = pspnet_ros.node.segment_node:main',
             'pspnet-ros = pspnet_ros.cli:main',
         ],
     },

@@ -15,7 +15,7 @@ import numpy as np
 # ``register(subparsers)`` adding parsers whose ``func(args) -> int`` runs the command.
 SUBCOMMAND_MODULES: dict[str, tuple[str, ...]] = {
     'pspnet_ros.evaluation.cli': ('eval', 'make-bag'),
-    'pspnet_ros.live_cli': ('live',),
+    'pspnet_ros.live.cli': ('live',),
     'pspnet_ros.core.export': ('export',),
     'pspnet_ros.bench': ('bench',),
 }

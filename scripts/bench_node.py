@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     import yaml
     params = yaml.safe_load(Path(args.params_file).read_text())
     params = params['/**']['ros__parameters']
-    from pspnet_ros.node_config import parse_options
+    from pspnet_ros.node.config import parse_options
     # The bare Segmenter gets the same backend options the node reads from segment.yaml.
     options = parse_options(params.get('backend_options', []))
     seg = Segmenter(default_card_path(), backend=params.get('backend', 'torch'),

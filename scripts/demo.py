@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from pspnet_ros.core import get_label_set
     from pspnet_ros.live import LiveClient, start_node, stop_node
-    from pspnet_ros.live_replay import replay_live
+    from pspnet_ros.live.replay import replay_live
 
     log = out / 'node.log'
     proc = start_node(args.params_file, domain, log_path=log)

@@ -1,8 +1,8 @@
 """Node parameter parsing (no ROS needed)."""
 import pytest
 
-from pspnet_ros.node_config import NodeConfig, parse_options, parse_regions
-from pspnet_ros.segment_node import PARAMETERS
+from pspnet_ros.node.config import NodeConfig, parse_options, parse_regions
+from pspnet_ros.node.segment_node import PARAMETERS
 
 
 def params(**over):

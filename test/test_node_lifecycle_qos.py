@@ -12,7 +12,7 @@ pytestmark = pytest.mark.ros
 rclpy_session()
 
 from pspnet_ros.live import stamp_key  # noqa: E402
-from pspnet_ros.segment_node import PARAMETERS  # noqa: E402
+from pspnet_ros.node.segment_node import PARAMETERS  # noqa: E402
 
 
 def _frame():

@@ -7,10 +7,10 @@ import time
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from .core.metrics import confusion_matrix, scores
-from .core.rosimage import compressed_to_rgb, image_to_labels, image_to_rgb
-from .evaluation.bagio import BagSource, stamp_ns, typestore
-from .live import LiveClient, diag_values, stamp_key
+from ..core.metrics import confusion_matrix, scores
+from ..core.rosimage import compressed_to_rgb, image_to_labels, image_to_rgb
+from ..evaluation.bagio import BagSource, stamp_ns, typestore
+from .client import LiveClient, diag_values, stamp_key
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 
-from .core import occupancy_msg, rosimage
-from .core.segmenter import Occupancy
+from ..core import occupancy_msg, rosimage
+from ..core.segmenter import Occupancy
 
 
 def image_from_msg(msg, max_pixels: int) -> np.ndarray:

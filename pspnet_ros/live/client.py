@@ -20,8 +20,8 @@ from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 from diagnostic_msgs.msg import DiagnosticArray
 
-from .core import rosimage
-from .ros_convert import rgb_to_msg
+from ..core import rosimage
+from ..node.convert import rgb_to_msg
 
 NODE_NAME = 'pspnet_segmentation'
 
@@ -167,7 +167,7 @@ def diag_values(arr: DiagnosticArray, node_name: str = NODE_NAME) -> dict[str, s
 
 
 def default_params_file() -> Path:
-    here = Path(__file__).resolve().parents[1] / 'config' / 'segment.yaml'
+    here = Path(__file__).resolve().parents[2] / 'config' / 'segment.yaml'
     if here.is_file():
         return here
     return Path(sys.prefix) / 'share' / 'pspnet_ros' / 'config' / 'segment.yaml'

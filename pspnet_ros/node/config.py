@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .core.backends import parse_option_value
-from .core.segmenter import check_region, Region
+from ..core.backends import parse_option_value
+from ..core.segmenter import check_region, Region
 
 # Changing these needs a new model: only allowed while unconfigured.
 READ_ONLY_AFTER_CONFIGURE = frozenset({
@@ -120,7 +120,7 @@ class NodeConfig:
     def _segmenter(self, backend: str, fallback: bool = False):
         """The configured backend on the configured device with its options; a fallback
         runs on the CPU (the default Edge TPU for edgetpu) without backend options."""
-        from .core import Segmenter, default_card_path
+        from ..core import Segmenter, default_card_path
         opts = {'threads': self.num_threads} if backend == 'torch' and self.num_threads else {}
         device = self.device
         if fallback:

@@ -32,10 +32,10 @@ def register(subparsers) -> None:
 def cmd_live(args) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from .core import get_label_set
-    from .evaluation.bagio import BagError, BagSource
-    from .live import LiveClient, default_params_file, start_node, stop_node
-    from .live_replay import IMAGE_TYPES, replay_live
+    from ..core import get_label_set
+    from ..evaluation.bagio import BagError, BagSource
+    from .client import LiveClient, default_params_file, start_node, stop_node
+    from .replay import IMAGE_TYPES, replay_live
     try:      # check the bag before starting anything; its image type picks the publisher
         with BagSource(args.bag) as src:
             image_type = src.require(args.image_topic, IMAGE_TYPES, 'image')

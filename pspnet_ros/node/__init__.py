@@ -1,0 +1,1 @@
+"""The ROS 2 segmentation node: lifecycle shell, parameters, message conversions, stats."""
