@@ -56,13 +56,23 @@ def test_onnx_export_writes_model_and_card_that_onnxruntime_runs(tmp_path, capsy
         'pspnet_mobilenetv2_camvid_onnx', 'onnx', 'pspnet_mobilenetv2_camvid.onnx')
     import onnx
     model = onnx.load(str(card.weights_path))
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 3, 281, 377]  # static shape at the card's input size
-    out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
-    assert out_dims == [1, 11, 36, 48]  # logits at output stride 8
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ['batch', 3, 281, 377]  # dynamic batch axis, static card input size
+    out_dims = [d.dim_param or d.dim_value
+                for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert out_dims == ['batch', 11, 36, 48]  # logits at output stride 8
     from pspnet_ros.core.backends import create_backend
-    out = create_backend('onnxruntime', card).run(np.zeros((1, 3, 281, 377), np.float32))
+    backend = create_backend('onnxruntime', card)
+    out = backend.run(np.zeros((1, 3, 281, 377), np.float32))
     assert out.shape == (1, 11, 36, 48) and out.dtype == np.float32
+    # One run of three different frames equals three runs of one.
+    x = np.random.default_rng(3).normal(size=(3, 3, 281, 377)).astype(np.float32)
+    batched = backend.run(x)
+    assert batched.shape == (3, 11, 36, 48)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i:i + 1], backend.run(x[i:i + 1]), atol=1e-4)
+    torch_out = create_backend('torch', ModelCard.load(DEFAULT_CARD)).run(x)
+    np.testing.assert_allclose(batched, torch_out, atol=1e-3 * np.abs(torch_out).max())
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """Segmenter on real CamVid frames and on awkward inputs."""
+import cv2
 import numpy as np
 import pytest
 
@@ -101,3 +102,45 @@ def test_missing_and_corrupt_image_files(tmp_path):
     bad.write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 20)
     with pytest.raises(ImageError, match='could not decode'):
         read_image(bad)
+
+
+@pytest.fixture(scope='module')
+def three_frames(camvid):
+    names = ('0016E5_07965.png', '0016E5_07975.png', '0016E5_08085.png')
+    frames = [read_image(camvid / 'val' / n) for n in names]
+    frames[2] = cv2.resize(frames[2], (320, 240), interpolation=cv2.INTER_AREA)
+    return frames
+
+
+@pytest.mark.parametrize('options', [{}, {'channels_last': True}], ids=['nchw', 'nhwc'])
+def test_a_batch_gives_each_frame_what_it_gets_alone(three_frames, options):
+    seg = Segmenter(DEFAULT_CARD, backend_options=options)
+    regions = {'ahead': (0.3, 0.6, 0.7, 1.0)}
+    alone = [seg(f, confidence=True, regions=regions) for f in three_frames]
+    batch = seg.segment_batch(three_frames, confidence=True, regions=regions)
+    assert [r.batch for r in batch] == [3, 3, 3] and [r.batch for r in alone] == [1, 1, 1]
+    for a, b in zip(alone, batch):
+        assert b.labels.shape == a.labels.shape
+        assert np.array_equal(b.labels, a.labels)
+        np.testing.assert_allclose(b.confidence, a.confidence, atol=1e-4)
+        assert np.array_equal(b.occupancy.counts, a.occupancy.counts)
+        assert np.array_equal(b.occupancy.regions['ahead'][0], a.occupancy.regions['ahead'][0])
+        assert set(b.timings) == set(a.timings)
+    # Distinct frames give distinct masks: nothing is shared between batch members.
+    assert not np.array_equal(batch[0].labels, batch[1].labels)
+
+
+def test_batch_flags_are_per_frame_and_must_match_the_frame_count(
+        three_frames, default_segmenter):
+    res = default_segmenter.segment_batch(three_frames, confidence=[True, False, False],
+                                          occupancy=[False, False, True])
+    assert [r.confidence is None for r in res] == [False, True, True]
+    assert [r.occupancy is None for r in res] == [True, True, False]
+    assert default_segmenter.segment_batch([]) == []
+    with pytest.raises(ValueError, match='3 images but 2 confidence and 3 occupancy flags'):
+        default_segmenter.segment_batch(three_frames, confidence=[True, False])
+
+
+def test_a_bad_frame_in_a_batch_is_named_before_anything_runs(three_frames, default_segmenter):
+    with pytest.raises(ImageError, match='zero size'):
+        default_segmenter.segment_batch([three_frames[0], np.zeros((0, 5, 3), np.uint8)])

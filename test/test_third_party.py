@@ -72,3 +72,13 @@ def test_edgetpu_backend_takes_the_same_coral_file_or_says_what_is_missing(coral
         assert 'libedgetpu' in str(exc) and 'apt-get install libedgetpu1-std' in str(exc)
         pytest.skip(f'no Edge TPU runtime here: {exc}')
     assert _agreement(seg, coral, 'cityscapes') >= 0.90
+
+
+def test_static_batch_1_model_runs_a_batch_one_frame_after_another(coral):
+    seg = _segmenter(PASCAL)
+    bird = read_image(coral / 'bird_segmentation.bmp')
+    street = read_image(coral / 'cityscapes_segmentation.bmp')
+    alone = [seg(f).labels for f in (bird, street, bird)]
+    batch = seg.segment_batch([bird, street, bird])
+    assert [r.batch for r in batch] == [3, 3, 3]
+    assert all(np.array_equal(r.labels, a) for r, a in zip(batch, alone))

@@ -158,21 +158,25 @@ def _write_card(card: ModelCard, model_path: Path, **changes) -> Path:
 
 
 def export_onnx(card: ModelCard, out_dir: Path) -> ExportResult:
-    """ONNX through the dynamo exporter: ``forward_logits`` at the card's input size."""
+    """ONNX through the dynamo exporter: ``forward_logits`` at the card's input size, with a
+    dynamic batch axis (named ``batch``) so one session runs any number of frames at once."""
     torch = _need('torch', 'ONNX export')
     _need('onnx', 'ONNX export')
     _need('onnxscript', 'ONNX export (dynamo exporter)')
     h, w = card.input_size
     module = _Logits.wrap(_load_torch_model(card), nhwc=False)
     path = out_dir / f'{_out_stem(card, "")}.onnx'
-    x = torch.zeros(1, 3, h, w)
+    # Traced with a batch of 2: a batch of 1 would let the exporter specialise the axis.
+    x = torch.zeros(2, 3, h, w)
+    batch = torch.export.Dim('batch', min=1)
     program = torch.onnx.export(module, (x,), dynamo=True, input_names=['image'],
-                                output_names=['logits'], optimize=True, verbose=False)
+                                output_names=['logits'], dynamic_shapes=({0: batch},),
+                                optimize=True, verbose=False)
     program.save(str(path))
     card_path = _write_card(card, path, format='onnx', input_dtype='float32',
                             input_layout='NCHW', output_kind='logits', output_layout='NCHW',
                             notes=_append(card.notes, f'ONNX export of {card.name} '
-                                          f'(forward_logits, static 1x3x{h}x{w}).'))
+                                          f'(forward_logits, Nx3x{h}x{w}, dynamic batch N).'))
     return ExportResult('onnx', path, card_path)
 
 

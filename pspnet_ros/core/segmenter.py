@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import time
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -38,6 +38,7 @@ class SegmentationResult:
     confidence: np.ndarray | None      # (H, W) float32 max softmax probability, or None
     occupancy: Occupancy | None
     timings: dict[str, float]          # seconds per stage
+    batch: int = 1                     # frames in the backend run that produced it
 
 
 def count_classes(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,19 +211,55 @@ class Segmenter:
     def __call__(self, image: np.ndarray, confidence: bool = False, occupancy: bool = True,
                  regions: Mapping[str, Region] | None = None) -> SegmentationResult:
         """Segment one image (any size; see ``ensure_rgb8`` for accepted formats)."""
+        return self.segment_batch([image], confidence, occupancy, regions)[0]
+
+    def segment_batch(self, images: Sequence[np.ndarray],
+                      confidence: bool | Sequence[bool] = False,
+                      occupancy: bool | Sequence[bool] = True,
+                      regions: Mapping[str, Region] | None = None
+                      ) -> list[SegmentationResult]:
+        """Segment several images (any sizes) with one backend run.
+
+        The frames are preprocessed one by one, stacked into one ``(N, ...)`` batch and run
+        together (a backend with a static batch of 1 runs them one after another); each result
+        is then cut back to its own image's size. Results come in the order of ``images`` and
+        equal what ``segmenter(image)`` gives for each, to float rounding of the batched
+        convolutions. ``confidence`` and ``occupancy`` may be given per image. Each result's
+        ``timings['inference']`` is the time of the whole batch run and ``batch`` the
+        number of frames in it.
+
+        Raises ``ImageError`` for the first image that cannot be converted (nothing runs then:
+        check frames with ``ensure_rgb8`` first when one bad frame must not cost the others).
+        """
+        n = len(images)
+        if n == 0:
+            return []
+        want_conf = [bool(confidence)] * n if isinstance(confidence, bool) else list(confidence)
+        want_occ = [bool(occupancy)] * n if isinstance(occupancy, bool) else list(occupancy)
+        if len(want_conf) != n or len(want_occ) != n:
+            raise ValueError(f'segment_batch: {n} images but {len(want_conf)} confidence and '
+                             f'{len(want_occ)} occupancy flags')
         t0 = time.perf_counter()
-        image = ensure_rgb8(image, self.max_pixels)
+        rgbs = [ensure_rgb8(image, self.max_pixels) for image in images]
         t1 = time.perf_counter()
-        batch, valid = self.preprocess(image)
+        prepared = [self.preprocess(rgb) for rgb in rgbs]
+        batch = prepared[0][0] if n == 1 else np.concatenate([x for x, _ in prepared])
         t2 = time.perf_counter()
-        out = self.backend.run(batch)[0]
+        out = self.backend.run(batch)
         t3 = time.perf_counter()
-        labels, conf = self.postprocess(out, image.shape[:2], valid, confidence)
-        occ = self.occupancy(labels, regions) if occupancy else None
-        t4 = time.perf_counter()
-        return SegmentationResult(labels, conf, occ, {
-            'convert': t1 - t0, 'preprocess': t2 - t1, 'inference': t3 - t2,
-            'postprocess': t4 - t3, 'total': t4 - t0})
+        if len(out) != n:
+            raise RuntimeError(f'backend {self.backend.name} returned {len(out)} outputs for a '
+                               f'batch of {n}')
+        results = []
+        for i, rgb in enumerate(rgbs):
+            ta = time.perf_counter()
+            labels, conf = self.postprocess(out[i], rgb.shape[:2], prepared[i][1], want_conf[i])
+            occ = self.occupancy(labels, regions) if want_occ[i] else None
+            tb = time.perf_counter()
+            results.append(SegmentationResult(labels, conf, occ, {
+                'convert': (t1 - t0) / n, 'preprocess': (t2 - t1) / n, 'inference': t3 - t2,
+                'postprocess': tb - ta, 'total': (t3 - t0) / n + (tb - ta)}, n))
+        return results
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         return colorize(labels, self.palette)

@@ -1,0 +1,221 @@
+"""Camera set and batch scheduler for one model serving several cameras (ROS-free).
+
+Each camera has a newest-frame slot: a frame that arrives while the previous one still waits
+replaces it and is counted as dropped for that camera. The inference thread asks for the next
+batch; it gets the waiting frame of every camera that has one, at most ``max_batch`` of them,
+the cameras served longest ago first, so under overload every camera gets one frame through
+per round and none can starve another.
+
+With ``sync_tolerance`` > 0 a batch is a capture instant instead: the frames whose stamps lie
+within the tolerance of the longest-waiting frame. A set is taken as soon as every live camera
+has a frame in it, or after ``sync_wait`` seconds without one (counted as incomplete). A
+camera that published nothing for ``silent_after`` seconds is not waited for.
+
+Nothing here blocks except ``wait``, and every method takes ``now`` so that tests can drive
+the clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import re
+import threading
+import time
+from typing import Any, Iterable
+
+CAMERA_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
+
+
+def check_camera_names(names: Iterable[str]) -> tuple[str, ...]:
+    """The camera names, checked to be distinct ROS name tokens (``front``, ``cam_left``)."""
+    out = []
+    for name in names:
+        if not CAMERA_NAME.match(name):
+            raise ValueError(f'camera name {name!r} must start with a letter and hold only '
+                             'letters, digits and underscores (it becomes a topic namespace)')
+        if name in out:
+            raise ValueError(f'camera name {name!r} appears twice in cameras')
+        out.append(name)
+    return tuple(out)
+
+
+@dataclass
+class Frame:
+    """One waiting frame: the camera's payload (a message, bytes...), its header stamp in
+    seconds, and when it was received (monotonic seconds)."""
+
+    camera: str
+    payload: Any
+    stamp: float
+    received: float
+
+
+@dataclass
+class CameraSlot:
+    """A camera's newest waiting frame and its scheduling counts."""
+
+    name: str
+    frame: Frame | None = None
+    received: int = 0
+    dropped: int = 0
+    taken: int = 0
+    last_put: float | None = None
+    last_served: int = -1          # service number of this camera's last taken frame
+
+
+@dataclass
+class Batch:
+    """Frames to run together (one per camera), and for sync sets whether every live
+    camera had a frame in it."""
+
+    frames: list[Frame] = field(default_factory=list)
+    complete: bool = True
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def cameras(self) -> list[str]:
+        return [f.camera for f in self.frames]
+
+
+class CameraSet:
+    """Newest-frame slots for named cameras and the fair batch scheduler.
+
+    Args:
+        names: camera names, in the order used when they tie.
+        max_batch: most frames per batch (>= 1). Ignored for sync sets, which are taken whole.
+        sync_tolerance: seconds; > 0 batches frames of one capture instant (0 = off).
+        sync_wait: seconds a sync set waits for its missing cameras before it runs anyway.
+        silent_after: seconds without a frame after which a camera is not waited for.
+    """
+
+    def __init__(self, names: Iterable[str], max_batch: int = 4, sync_tolerance: float = 0.0,
+                 sync_wait: float = 0.1, silent_after: float = 1.0):
+        names = check_camera_names(names) if not _is_default(names) else ('',)
+        if max_batch < 1:
+            raise ValueError(f'max_batch must be >= 1, got {max_batch}')
+        if sync_tolerance < 0 or sync_wait < 0 or silent_after <= 0:
+            raise ValueError(f'sync_tolerance ({sync_tolerance}) and sync_wait ({sync_wait}) '
+                             f'must be >= 0 and silent_after ({silent_after}) > 0')
+        self.max_batch = int(max_batch)
+        self.sync_tolerance = float(sync_tolerance)
+        self.sync_wait = float(sync_wait)
+        self.silent_after = float(silent_after)
+        self.slots = {n: CameraSlot(n) for n in names}
+        self.rounds = 0
+        self._served = 0
+        self.sync_complete = 0
+        self.sync_incomplete = 0
+        self._cond = threading.Condition()
+        self._closed = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.slots)
+
+    # -- producer side (subscription callbacks) ---------------------------------------------
+    def put(self, camera: str, payload: Any, stamp: float = 0.0,
+            now: float | None = None) -> bool:
+        """Store ``camera``'s newest frame; True when it replaced one (a drop)."""
+        now = time.monotonic() if now is None else now
+        with self._cond:
+            slot = self.slots[camera]
+            slot.received += 1
+            slot.last_put = now
+            replaced = slot.frame is not None
+            if replaced:
+                slot.dropped += 1
+            slot.frame = Frame(camera, payload, float(stamp), now)
+            self._cond.notify()
+        return replaced
+
+    def clear(self) -> int:
+        """Forget every waiting frame (not counted as drops); returns how many there were."""
+        with self._cond:
+            n = 0
+            for slot in self.slots.values():
+                n += slot.frame is not None
+                slot.frame = None
+            return n
+
+    # -- consumer side (the inference thread) -----------------------------------------------
+    def take(self, now: float | None = None) -> tuple[Batch | None, float | None]:
+        """The batch to run now, or ``(None, seconds)`` to wait at most before asking again
+        (``None`` seconds: until a frame arrives)."""
+        now = time.monotonic() if now is None else now
+        with self._cond:
+            return self._take(now)
+
+    def wait(self, timeout: float, now=time.monotonic) -> Batch | None:
+        """Block until a batch is due (returned) or ``timeout`` seconds pass, or ``close``."""
+        deadline = now() + timeout
+        with self._cond:
+            while not self._closed:
+                t = now()
+                batch, delay = self._take(t)
+                if batch is not None:
+                    return batch
+                left = deadline - t
+                if left <= 0:
+                    return None
+                self._cond.wait(left if delay is None else min(left, max(delay, 1e-4)))
+        return None
+
+    def close(self) -> None:
+        """Wake and end ``wait`` (node deactivation)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+
+    def _take(self, now: float) -> tuple[Batch | None, float | None]:
+        waiting = [s for s in self.slots.values() if s.frame is not None]
+        if not waiting:
+            return None, None
+        if self.sync_tolerance > 0:
+            return self._take_sync(waiting, now)
+        # Longest unserved first; ties keep the configured camera order (sort is stable).
+        waiting.sort(key=lambda s: s.last_served)
+        return self._serve(waiting[:self.max_batch], complete=True), None
+
+    def _take_sync(self, waiting: list[CameraSlot], now: float
+                   ) -> tuple[Batch | None, float | None]:
+        anchor = min(waiting, key=lambda s: (s.frame.received, s.last_served)).frame
+        members = [s for s in waiting
+                   if abs(s.frame.stamp - anchor.stamp) <= self.sync_tolerance]
+        live = [s for s in self.slots.values()
+                if s.last_put is not None and now - s.last_put <= self.silent_after]
+        complete = all(s in members for s in live)
+        if complete:
+            self.sync_complete += 1
+        else:
+            due = anchor.received + self.sync_wait
+            if now < due:
+                return None, due - now
+            self.sync_incomplete += 1
+        return self._serve(members, complete), None
+
+    def _serve(self, slots: list[CameraSlot], complete: bool) -> Batch:
+        self.rounds += 1
+        batch = Batch(complete=complete)
+        # Frames in configured camera order, so outputs come out in a stable order.
+        order = {n: i for i, n in enumerate(self.slots)}
+        # Service numbers follow the order the cameras were picked in, so cameras left out of a
+        # full batch and the later ones of this batch come first next time (round robin).
+        for slot in slots:
+            self._served += 1
+            slot.last_served = self._served
+        for slot in sorted(slots, key=lambda s: order[s.name]):
+            batch.frames.append(slot.frame)
+            slot.frame = None
+            slot.taken += 1
+        return batch
+
+
+def _is_default(names) -> bool:
+    """``[]`` or ``['']``: the one unnamed camera of a single-camera node."""
+    names = list(names)
+    return not names or names == ['']

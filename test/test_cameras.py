@@ -1,0 +1,142 @@
+"""The camera set and batch scheduler, on its own: slots, batching, fairness, sync sets."""
+import ast
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pspnet_ros.node.cameras import CameraSet, check_camera_names
+
+CAMS = ('front', 'left', 'right')
+
+
+def test_camera_module_imports_nothing_from_ros():
+    path = Path(__file__).resolve().parents[1] / 'pspnet_ros' / 'node' / 'cameras.py'
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split('.')[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or '').split('.')[0] if not node.level else '.')
+    assert imported <= {'__future__', 'dataclasses', 're', 'threading', 'time', 'typing'}
+
+
+def test_newest_frame_wins_and_each_overwrite_is_a_drop_of_that_camera():
+    cs = CameraSet(CAMS, max_batch=4)
+    for i in range(5):
+        cs.put('front', f'f{i}', stamp=i, now=0.0)
+    cs.put('left', 'l0', stamp=0, now=0.0)
+    batch, _ = cs.take(now=0.0)
+    assert [(f.camera, f.payload) for f in batch.frames] == [('front', 'f4'), ('left', 'l0')]
+    assert [(s.received, s.dropped, s.taken) for s in cs.slots.values()] == [
+        (5, 4, 1), (1, 0, 1), (0, 0, 0)]
+    assert cs.take(now=0.0) == (None, None)
+
+
+def test_a_batch_takes_every_waiting_camera_up_to_max_batch_in_camera_order():
+    cs = CameraSet(CAMS, max_batch=2)
+    for cam in reversed(CAMS):
+        cs.put(cam, cam, now=0.0)
+    first, _ = cs.take(now=0.0)
+    assert first.cameras == ['front', 'left']
+    second, _ = cs.take(now=0.0)
+    assert second.cameras == ['right']
+
+
+@pytest.mark.parametrize('max_batch', [1, 2, 3, 4])
+def test_under_overload_every_camera_gets_the_same_share(max_batch):
+    # Each round every camera publishes several frames (front far more than the others),
+    # more than the worker can take: outputs per camera stay equal, the rest are drops.
+    cs = CameraSet(CAMS, max_batch=max_batch)
+    per_round = {'front': 7, 'left': 2, 'right': 1}
+    served = Counter()
+    for r in range(60):
+        for cam, n in per_round.items():
+            for _ in range(n):
+                cs.put(cam, r, now=float(r))
+        batch, _ = cs.take(now=float(r))
+        served.update(batch.cameras)
+    rate = 60 * min(max_batch, 3) / 3
+    assert served == {c: rate for c in CAMS}
+    for cam, n in per_round.items():
+        slot = cs.slots[cam]
+        waiting = int(slot.frame is not None)
+        assert slot.received == 60 * n
+        assert slot.dropped == slot.received - slot.taken - waiting
+
+
+def test_a_silent_camera_never_holds_back_the_others():
+    cs = CameraSet(CAMS, max_batch=3)
+    served = Counter()
+    for r in range(10):
+        cs.put('front', r, now=float(r))
+        cs.put('left', r, now=float(r))
+        batch, _ = cs.take(now=float(r))
+        served.update(batch.cameras)
+    assert served == {'front': 10, 'left': 10}
+
+
+def test_sync_set_within_tolerance_runs_as_soon_as_every_live_camera_has_a_frame():
+    cs = CameraSet(CAMS, max_batch=1, sync_tolerance=0.005, sync_wait=0.1)
+    for cam, stamp in zip(CAMS, (10.000, 10.003, 9.998)):
+        cs.put(cam, cam, stamp=stamp, now=0.0)
+    batch, _ = cs.take(now=0.0)
+    assert batch.cameras == list(CAMS) and batch.complete   # taken whole despite max_batch
+    assert (cs.sync_complete, cs.sync_incomplete) == (1, 0)
+
+
+def test_incomplete_sync_set_waits_the_bounded_time_then_runs_and_is_counted():
+    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    for cam in CAMS:                       # all three are live
+        cs.put(cam, 'old', stamp=9.0, now=0.0)
+    cs.take(now=0.0)
+    cs.put('front', 'a', stamp=10.0, now=0.5)
+    cs.put('left', 'b', stamp=10.002, now=0.51)
+    cs.put('right', 'late', stamp=10.2, now=0.52)   # outside the tolerance
+    assert cs.take(now=0.55) == (None, pytest.approx(0.05))
+    batch, _ = cs.take(now=0.6)
+    assert batch.cameras == ['front', 'left'] and not batch.complete
+    assert (cs.sync_complete, cs.sync_incomplete) == (1, 1)
+    assert cs.slots['right'].frame.payload == 'late'     # kept for the next set
+
+
+def test_sync_does_not_wait_for_a_camera_that_went_silent():
+    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    for cam in CAMS:
+        cs.put(cam, 'x', stamp=1.0, now=0.0)
+    cs.take(now=0.0)
+    cs.put('front', 'a', stamp=5.0, now=3.0)             # right last published at 0.0
+    cs.put('left', 'b', stamp=5.001, now=3.0)
+    batch, _ = cs.take(now=3.0)
+    assert batch.cameras == ['front', 'left'] and batch.complete
+
+
+def test_wait_returns_a_due_batch_and_close_ends_it():
+    cs = CameraSet(CAMS)
+    cs.put('left', 'x', now=0.0)
+    assert cs.wait(1.0).cameras == ['left']
+    assert cs.wait(0.01) is None
+    cs.close()
+    cs.put('left', 'y')
+    assert cs.wait(5.0) is None
+
+
+def test_default_camera_set_is_one_unnamed_camera():
+    assert CameraSet([]).names == ('',)
+
+
+@pytest.mark.parametrize('names,match', [
+    (['front', 'front'], "'front' appears twice"),
+    (['1cam'], "'1cam' must start with a letter"),
+    (['a/b'], "'a/b' must start with a letter"),
+])
+def test_bad_camera_names_are_refused(names, match):
+    with pytest.raises(ValueError, match=match):
+        check_camera_names(names)
+
+
+def test_bad_scheduler_settings_are_refused():
+    with pytest.raises(ValueError, match='max_batch must be >= 1, got 0'):
+        CameraSet(CAMS, max_batch=0)
+    with pytest.raises(ValueError, match=r'sync_tolerance \(-1.0\)'):
+        CameraSet(CAMS, sync_tolerance=-1.0)
