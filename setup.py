@@ -20,7 +20,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
-        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
         ('share/' + package_name + '/models',
          glob('models/*.yaml') + glob('models/*.safetensors')),
     ],
@@ -40,7 +40,7 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'segment_node = pspnet_ros.node.segment_node:main',
+            'segment_node = pspnet_ros.segment_node:main',
             'pspnet-ros = pspnet_ros.cli:main',
         ],
     },

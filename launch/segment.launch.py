@@ -1,6 +1,7 @@
 """Start the PSPNet segmentation node with a parameter file and an image topic remap."""
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -12,7 +13,19 @@ def generate_launch_description():
     image_topic = LaunchConfiguration('image_topic')
     camera_info_topic = LaunchConfiguration('camera_info_topic')
     use_sim_time = LaunchConfiguration('use_sim_time')
+    fastdds_profile = LaunchConfiguration('fastdds_profile')
     return LaunchDescription([
+        # Camera-sized frames (640x480 and up) need a larger Fast DDS shared-memory segment
+        # than the default; the profile applies to every process this launch starts after
+        # this point (add the camera driver here too, or export the variable for it).
+        DeclareLaunchArgument(
+            'fastdds_profile',
+            default_value=PathJoinSubstitution([FindPackageShare('pspnet_ros'), 'config',
+                                                'fastdds_large_frames.xml']),
+            description='Fast DDS XML profile set as FASTDDS_DEFAULT_PROFILES_FILE for the '
+                        'processes of this launch; empty = leave the environment as it is'),
+        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', fastdds_profile,
+                               condition=LaunchConfigurationNotEquals('fastdds_profile', '')),
         DeclareLaunchArgument(
             'params_file',
             default_value=PathJoinSubstitution([FindPackageShare('pspnet_ros'), 'config',

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import sys
 
-import numpy as np
+from .core.threads import configure_threads
 
 
 # Modules that add subcommands (and the commands they add): each has
@@ -35,6 +35,7 @@ def segmenter_from_args(args):
 
 def cmd_segment(args) -> int:
     import cv2
+    import numpy as np
     from .core import ImageError, read_image
     from .core.segmenter import overlay
     seg = segmenter_from_args(args)
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before torch, numpy or onnxruntime load: their pools are fixed then (core.threads).
+    configure_threads()
     args = build_parser().parse_args(argv)
     from .core.card import ModelCardError
     from .core.image import ImageError

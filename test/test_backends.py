@@ -133,7 +133,7 @@ def test_auto_takes_the_first_loadable_backend_and_records_why_others_failed(car
     assert all('safetensors' in reason for _, reason in backend.fallbacks)
     assert 'backend auto: using torch on cpu' in caplog.text
     assert 'edgetpu unavailable' in caplog.text and 'onnxruntime unavailable' in caplog.text
-    assert backend.selection.startswith('torch on cpu (precision=fp32, channels_last=False, '
+    assert backend.selection.startswith('torch on cpu (precision=fp32, channels_last=True, '
                                         'fuse_bn=True); '
                                         'skipped edgetpu: ')
 

@@ -141,8 +141,8 @@ def test_launch_file_declares_documented_arguments_and_has_no_side_effects():
     assert funcs == ['generate_launch_description']
     declared = [c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
                 and getattr(c.func, 'id', '') == 'DeclareLaunchArgument']
-    assert declared == ['params_file', 'namespace', 'image_topic', 'camera_info_topic',
-                        'use_sim_time']
+    assert declared == ['fastdds_profile', 'params_file', 'namespace', 'image_topic',
+                        'camera_info_topic', 'use_sim_time']
     top_level = [type(n).__name__ for n in tree.body]
     assert set(top_level) <= {'Expr', 'ImportFrom', 'Import', 'FunctionDef'}
     assert "executable='segment_node'" in src and "package='pspnet_ros'" in src

@@ -11,6 +11,22 @@ import yaml
 
 OUTPUT_KINDS = ('logits', 'labels')
 RESIZE_MODES = ('stretch', 'letterbox')
+# Network input sides, in pixels. Above 4096 a forward pass needs tens of GB (a 100000-pixel
+# side asks for 30-120 GB and dies mid-allocation); 1080p frames fit as they are.
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 8, 4096
+
+
+def check_input_size(size, what: str = 'input_size') -> tuple[int, int]:
+    """``size`` as ``(height, width)`` if both sides are within the supported range, else
+    ``ValueError`` saying what was wrong."""
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f'{what} must be [height, width], got {size!r}') from None
+    if not (MIN_INPUT_SIDE <= h <= MAX_INPUT_SIDE and MIN_INPUT_SIDE <= w <= MAX_INPUT_SIDE):
+        raise ValueError(f'{what} must be [height, width] with each side in '
+                         f'{MIN_INPUT_SIDE}..{MAX_INPUT_SIDE}, got {list(size)}')
+    return h, w
 
 
 class ModelCardError(ValueError):
@@ -48,9 +64,10 @@ class ModelCard:
     path: Path | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
-        if len(self.input_size) != 2 or min(self.input_size) < 8:
-            raise ModelCardError(
-                f'input_size must be [height, width] >= 8, got {self.input_size}')
+        try:
+            check_input_size(self.input_size)
+        except ValueError as exc:
+            raise ModelCardError(str(exc)) from None
         if self.output_kind not in OUTPUT_KINDS:
             raise ModelCardError(f'output_kind must be one of {OUTPUT_KINDS}, '
                                  f'got {self.output_kind!r}')

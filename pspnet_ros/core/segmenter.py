@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .backends import Backend, create_backend
-from .card import ModelCard
+from .card import check_input_size, ModelCard
 from .image import DEFAULT_MAX_PIXELS, ensure_rgb8
 from .labels import LabelSet, get_label_set
 
@@ -99,9 +99,7 @@ class Segmenter:
         if self.labelset.num_classes != self.card.num_classes:
             raise ValueError(f'card {self.card.name}: num_classes {self.card.num_classes} but '
                              f'label set {self.labelset.name} has {self.labelset.num_classes}')
-        self.input_size = tuple(int(v) for v in (input_size or self.card.input_size))
-        if len(self.input_size) != 2 or min(self.input_size) < 8:
-            raise ValueError(f'input_size must be [height, width] >= 8, got {self.input_size}')
+        self.input_size = check_input_size(input_size or self.card.input_size)
         self.resize_mode = resize_mode or self.card.resize_mode
         if self.resize_mode not in ('stretch', 'letterbox'):
             raise ValueError(f'resize_mode must be stretch or letterbox, got {self.resize_mode!r}')

@@ -4,14 +4,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..core.backends import parse_option_value
+from ..core.backends import applicable_options, parse_option_value
+from ..core.card import check_input_size
 from ..core.segmenter import check_region, Region
+from ..core.threads import check_affinity, thread_count
 
 # Changing these needs a new model: only allowed while unconfigured.
 READ_ONLY_AFTER_CONFIGURE = frozenset({
     'model', 'backend', 'backend_options', 'device', 'fallback_backends', 'input_size',
     'resize_mode',
-    'num_threads', 'input_transport', 'image_qos', 'qos_depth', 'use_camera_info',
+    'num_threads', 'cpu_affinity', 'input_transport', 'image_qos', 'qos_depth', 'use_camera_info',
     'diagnostics_period'})
 
 
@@ -64,6 +66,7 @@ class NodeConfig:
     resize_mode: str | None = None
     max_image_pixels: int = 4096 * 4096
     num_threads: int = 0
+    cpu_affinity: tuple[int, ...] = ()
     input_transport: str = 'raw'
     image_qos: str = 'sensor_data'
     qos_depth: int = 2
@@ -75,17 +78,24 @@ class NodeConfig:
     regions: dict[str, Region] = field(default_factory=dict)
     diagnostics_period: float = 1.0
     log_throttle_sec: float = 5.0
+    starvation_warn_sec: float = 3.0
 
     @classmethod
     def from_parameters(cls, p: dict) -> 'NodeConfig':
+        cfg = cls._from_parameters(p)
+        cfg.options_for(cfg.backend)   # options no backend knows (typos) are an error
+        return cfg
+
+    @classmethod
+    def _from_parameters(cls, p: dict) -> 'NodeConfig':
         if p['input_transport'] not in ('raw', 'compressed'):
             raise ValueError(f'input_transport must be raw or compressed, got '
                              f'{p["input_transport"]!r}')
         if p['image_qos'] not in ('sensor_data', 'reliable'):
             raise ValueError(f'image_qos must be sensor_data or reliable, got {p["image_qos"]!r}')
         size = list(p['input_size'] or [0, 0])
-        if len(size) != 2:
-            raise ValueError(f'input_size must be [height, width], got {size}')
+        if size != [0, 0]:
+            check_input_size(size, 'input_size ([0, 0] = the model card value)')
         if p['resize_mode'] not in ('', 'stretch', 'letterbox'):
             raise ValueError(f'resize_mode must be stretch, letterbox or empty, got '
                              f'{p["resize_mode"]!r}')
@@ -96,7 +106,9 @@ class NodeConfig:
             backend_options=parse_options(list(p.get('backend_options') or [])),
             input_size=None if size == [0, 0] else (int(size[0]), int(size[1])),
             resize_mode=p['resize_mode'] or None, max_image_pixels=int(p['max_image_pixels']),
-            num_threads=int(p['num_threads']), input_transport=p['input_transport'],
+            num_threads=int(p['num_threads']),
+            cpu_affinity=check_affinity(p.get('cpu_affinity') or ()),
+            input_transport=p['input_transport'],
             image_qos=p['image_qos'], qos_depth=int(p['qos_depth']),
             use_camera_info=bool(p['use_camera_info']),
             publish_color_mask=bool(p['publish_color_mask']),
@@ -105,7 +117,8 @@ class NodeConfig:
             overlay_alpha=float(p['overlay_alpha']),
             regions=parse_regions(list(p['occupancy_regions'] or [])),
             diagnostics_period=float(p['diagnostics_period']),
-            log_throttle_sec=float(p['log_throttle_sec']))
+            log_throttle_sec=float(p['log_throttle_sec']),
+            starvation_warn_sec=float(p.get('starvation_warn_sec', 3.0)))
 
     def updated(self, changes: dict) -> 'NodeConfig':
         """A copy with run-time (cosmetic) parameter changes applied."""
@@ -117,16 +130,33 @@ class NodeConfig:
                 kw[name] = value
         return dataclasses.replace(self, **kw)
 
+    @property
+    def threads(self) -> int:
+        """Inference threads: ``num_threads`` capped at the usable CPUs (0 = all of them)."""
+        return thread_count(self.num_threads)
+
+    def options_for(self, backend: str) -> tuple[dict, str]:
+        """``backend_options`` that ``backend`` takes, and a note naming those dropped
+        (options of other backends); raises ValueError for options no backend knows."""
+        try:
+            return applicable_options(backend, self.backend_options)
+        except Exception as exc:
+            raise ValueError(str(exc)) from None
+
     def _segmenter(self, backend: str, fallback: bool = False):
         """The configured backend on the configured device with its options; a fallback
-        runs on the CPU (the default Edge TPU for edgetpu) without backend options."""
+        runs on the CPU (the default Edge TPU for edgetpu) without backend options. Every
+        backend gets the thread count unless its options set one."""
         from ..core import Segmenter, default_card_path
-        opts = {'threads': self.num_threads} if backend == 'torch' and self.num_threads else {}
+        opts = {}
         device = self.device
         if fallback:
             device = '' if backend == 'edgetpu' else 'cpu'
         elif backend == self.backend:
-            opts.update(self.backend_options)
+            opts, _ = self.options_for(backend)
+        for key in ('threads', 'num_threads'):
+            if backend == 'auto' or key == ('threads' if backend == 'torch' else 'num_threads'):
+                opts.setdefault(key, self.threads)
         return Segmenter(self.model or default_card_path(), backend=backend, device=device,
                          input_size=self.input_size, resize_mode=self.resize_mode,
                          max_pixels=self.max_image_pixels, backend_options=opts)

@@ -28,7 +28,9 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
+from ..core.image import ImageError
 from ..core.segmenter import overlay
+from ..core.threads import configure_threads, ThreadSettings, usable_cpus
 from .config import NodeConfig, READ_ONLY_AFTER_CONFIGURE
 from .convert import (error_kind, float_to_msg, image_from_msg, labels_to_msg,
                       occupancy_to_msg, rgb_to_msg)
@@ -46,6 +48,12 @@ def _desc(text: str, *, lo=None, hi=None, step=None, integer=False,
     return d
 
 
+# What the starvation / lost-frames warnings tell the user to do.
+LARGE_FRAMES_FIX = ('camera-sized frames need the Fast DDS profile '
+                    'config/fastdds_large_frames.xml in BOTH the camera and this process '
+                    '(segment.launch.py sets it; else export FASTDDS_DEFAULT_PROFILES_FILE), or '
+                    'image_qos: reliable across hosts; see docs/ROS_INTERFACE.md')
+
 # name -> (default, descriptor)
 PARAMETERS = {
     'model': ('', _desc('model card YAML; empty = the shipped CamVid model')),
@@ -54,14 +62,19 @@ PARAMETERS = {
     'fallback_backends': ('', _desc('comma-separated backends to try, in order, if the main one '
                                     'is unavailable or fails; empty = no fallback')),
     'backend_options': ([], _desc('backend options as "key=value" strings, e.g. '
-                                  'channels_last=true, fp16=true (torch), num_threads=2 '
-                                  '(tflite)')),
+                                  'fp16=true (torch), providers=cpu (onnxruntime); empty = '
+                                  'the defaults of the backend (torch: channels_last=true, '
+                                  'fuse_bn=true); options of other backends are ignored with '
+                                  'a warning')),
     'input_size': ([0, 0], _desc('network input [height, width]; [0, 0] = model card')),
     'resize_mode': ('', _desc('stretch or letterbox; empty = model card')),
     'max_image_pixels': (4096 * 4096, _desc('frames with more pixels are rejected',
                                             lo=1, hi=2 ** 31 - 1, integer=True)),
-    'num_threads': (0, _desc('CPU threads for inference; 0 = library default',
+    'num_threads': (0, _desc('CPU threads for inference; 0 = one per usable CPU; capped at the '
+                             'CPUs the process may use (its affinity)',
                              lo=0, hi=256, integer=True)),
+    'cpu_affinity': ([], _desc('CPUs to pin the node to, e.g. [2, 3]; empty = leave the '
+                               'affinity as started (taskset, cgroups)')),
     'input_transport': ('raw', _desc('raw (sensor_msgs/Image on "image") or compressed '
                                      '(sensor_msgs/CompressedImage on "image/compressed")')),
     'image_qos': ('sensor_data', _desc('sensor_data (best effort) or reliable')),
@@ -76,6 +89,9 @@ PARAMETERS = {
                                 'fractions of width/height')),
     'diagnostics_period': (1.0, _desc('seconds between /diagnostics messages',
                                       lo=0.1, hi=60.0)),
+    'starvation_warn_sec': (3.0, _desc('WARN in /diagnostics when publishers are matched on '
+                                       'the image topic but no frame arrived for this long',
+                                       lo=0.1, hi=3600.0)),
     'log_throttle_sec': (5.0, _desc('minimum seconds between repeated warnings of one kind',
                                     lo=0.0, hi=3600.0)),
     'autostart': (True, _desc('configure and activate on start (set false under a lifecycle '
@@ -88,17 +104,19 @@ class SegmentNode(LifecycleNode):
 
     def __init__(self, node_name: str = 'pspnet_segmentation', **kwargs):
         super().__init__(node_name, **kwargs)
+        arrays = {'occupancy_regions': Parameter.Type.STRING_ARRAY,
+                  'backend_options': Parameter.Type.STRING_ARRAY,
+                  'cpu_affinity': Parameter.Type.INTEGER_ARRAY}
         for name, (default, desc) in PARAMETERS.items():
-            if name in ('occupancy_regions', 'backend_options'):
-                # String arrays: declared by type, since an empty default has no type.
-                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
+            if name in arrays:
+                # Arrays: declared by type, since an empty default has no type.
+                self.declare_parameter(name, arrays[name], desc)
                 try:
                     unset = self.get_parameter(name).value is None
                 except ParameterUninitializedException:   # not in the params file
                     unset = True
                 if unset:
-                    self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY,
-                                                   list(default))])
+                    self.set_parameters([Parameter(name, arrays[name], list(default))])
             else:
                 self.declare_parameter(name, default, desc)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -123,6 +141,13 @@ class SegmentNode(LifecycleNode):
         self._pubs: dict = {}
         self._diag_timer = None
         self._last_warn: dict[str, float] = {}
+        self.options_note = ''
+        self._start_cpus = usable_cpus()
+        self.threads = configure_threads(0)
+        self._last_lost = -1e9               # when the middleware last reported lost frames
+        self._last_frame = time.monotonic()
+        self._matched_since: float | None = None
+        self._starving_logged = False
         if self.get_parameter('autostart').value:
             self.trigger_configure()
             if self._state_machine.current_state[1] == 'inactive':
@@ -146,6 +171,9 @@ class SegmentNode(LifecycleNode):
             # Cosmetic parameters take effect on the next frame.
             changes = {p.name: p.value for p in params}
             self.cfg = self.cfg.updated(changes)
+            if 'max_image_pixels' in changes and self.segmenter is not None:
+                # The Segmenter checks frames too; both must use the new limit.
+                self.segmenter.max_pixels = int(changes['max_image_pixels'])
             if 'occupancy_regions' in changes and 'label_info' in self._pubs:
                 self._publish_label_info()      # region names/boxes live there
         return SetParametersResult(successful=True)
@@ -160,20 +188,28 @@ class SegmentNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             self.cfg = self._read_config()
+            self.threads = self._apply_threads(self.cfg)
+            self.options_note = self.cfg.options_for(self.cfg.backend)[1]
             self.segmenter, self.backend_note = self._infer_pool.submit(
                 self.cfg.build_segmenter).result()
         except Exception as exc:  # configuration errors must be readable, never a trace
             self.cfg = None
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
-        if self.backend_note:
-            self.get_logger().warning(self.backend_note)
+        for note in (self.options_note, *self.threads.notes, self.backend_note):
+            if note:
+                self.get_logger().warning(note)
         self._make_publishers()
         self.get_logger().info(
-            f'model {self.segmenter.card.name} ({self.segmenter.num_classes} classes, input '
-            f'{self.segmenter.input_size[1]}x{self.segmenter.input_size[0]}) on '
-            f'{self.segmenter.backend.describe()}')
+            f'configured: model {self.segmenter.card.name} ({self.segmenter.num_classes} '
+            f'classes, input {self.segmenter.input_size[1]}x{self.segmenter.input_size[0]}) on '
+            f'{self.segmenter.backend.describe()}; {self.threads.describe()}')
         return TransitionCallbackReturn.SUCCESS
+
+    def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:
+        """Pin the process to ``cpu_affinity`` (or back to the CPUs it started with) and size
+        the inference pools for the CPUs it may use."""
+        return configure_threads(cfg.num_threads, cfg.cpu_affinity or self._start_cpus)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._make_subscriptions()
@@ -185,6 +221,26 @@ class SegmentNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._release_inputs()
+        self.get_logger().info('deactivated: image subscription and diagnostics stopped')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release_outputs()
+        self.get_logger().info('cleaned up: publishers and model released')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        # Reached from unconfigured, inactive or active: release whatever that state holds.
+        self._release_inputs()
+        self._release_outputs()
+        self._close_inference()
+        self.get_logger().info(f'shut down from {state.label}: subscriptions, timers, '
+                               'publishers and the model released')
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release_inputs(self) -> None:
+        """Stop the worker, the image/camera_info subscriptions and the diagnostics timer."""
         self._stop_worker()
         for s in self._subs:
             self.destroy_subscription(s)
@@ -192,19 +248,13 @@ class SegmentNode(LifecycleNode):
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
-        return super().on_deactivate(state)
 
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+    def _release_outputs(self) -> None:
         for p in self._pubs.values():
             self.destroy_publisher(p)
         self._pubs = {}
         self.segmenter = None
         self.cfg = None
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._close_inference()
-        return TransitionCallbackReturn.SUCCESS
 
     # -- entities ----------------------------------------------------------------------------
     def _make_publishers(self) -> None:
@@ -229,7 +279,11 @@ class SegmentNode(LifecycleNode):
                        else ReliabilityPolicy.BEST_EFFORT)
         qos = QoSProfile(depth=cfg.qos_depth, reliability=reliability,
                          history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_sub_incompatible)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_sub_incompatible,
+                                            message_lost=self._on_message_lost)
+        self._last_frame = time.monotonic()
+        self._matched_since = None
+        self._starving_logged = False
         # raw=True: the callback gets the serialized bytes and only the frame the worker
         # takes is turned into a Python message, so frames dropped under overload cost a copy,
         # not a conversion holding the GIL that inference also needs.
@@ -258,6 +312,43 @@ class SegmentNode(LifecycleNode):
             f'incompatible QoS with a publisher on {topic} (policy {event.last_policy_kind}); '
             f'no frames will arrive: {fix}')
 
+    def _on_message_lost(self, event) -> None:
+        # The middleware saw frames that never reached this subscription (e.g. fragments
+        # dropped: camera-sized frames without the large-frames profile).
+        n = int(event.total_count_change)
+        if n <= 0:
+            return
+        self.counters.inc('frames.lost', n)
+        self._last_lost = time.monotonic()
+        self._warn_throttled('lost', f'{n} frame(s) lost in transport before reaching the '
+                             f'node ({self.counters.get("frames.lost")} so far): '
+                             f'{LARGE_FRAMES_FIX}')
+
+    def _starvation(self, now: float) -> float:
+        """Seconds without a frame while publishers are matched on the image topic (0 when
+        frames arrive or nobody publishes); logs the start of each such period once."""
+        if not self._subs or self.cfg is None:
+            return 0.0
+        topic = self._subs[0].topic_name
+        publishers = self.count_publishers(topic)
+        if publishers == 0:
+            self._matched_since = None
+            self._starving_logged = False
+            return 0.0
+        if self._matched_since is None:
+            self._matched_since = now
+        quiet = now - max(self._last_frame, self._matched_since)
+        if quiet < self.cfg.starvation_warn_sec:
+            self._starving_logged = False
+            return 0.0
+        if not self._starving_logged:
+            self._starving_logged = True
+            self.get_logger().warning(
+                f'{publishers} publisher(s) matched on {topic} but no frame arrived for '
+                f'{quiet:.1f} s ({self.counters.get("frames.lost")} reported lost): '
+                f'{LARGE_FRAMES_FIX}')
+        return quiet
+
     def _on_pub_incompatible(self, event) -> None:
         self.counters.inc('errors.qos_incompatible')
         self.get_logger().warning(
@@ -271,6 +362,7 @@ class SegmentNode(LifecycleNode):
 
     def _on_image(self, msg) -> None:
         now = time.monotonic()
+        self._last_frame = now
         self.counters.inc('frames.received')
         self.in_rate.tick(now)
         with self._cond:
@@ -291,6 +383,10 @@ class SegmentNode(LifecycleNode):
             try:
                 self._process(msg, t_recv)
             except Exception as exc:  # a bad frame or a failing backend must not kill the node
+                if not self._running or not self.context.ok():
+                    # Ctrl-C / SIGTERM / shutdown during a frame: its outputs are gone with
+                    # ROS; not an error.
+                    return
                 self._error('internal', f'unexpected {type(exc).__name__}: {exc}')
 
     def _close_inference(self) -> None:
@@ -343,6 +439,10 @@ class SegmentNode(LifecycleNode):
         try:
             res = seg(rgb, confidence=want['confidence'], occupancy=want['occupancy'],
                       regions=cfg.regions)
+        except ImageError as exc:
+            # A bad frame says nothing about the backend: never a reason to fall back.
+            self._error(error_kind(exc), f'frame rejected: {exc}')
+            return
         except Exception as exc:
             self._error('inference', f'inference failed on {seg.backend.describe()}: {exc}')
             self._try_fallback(exc)
@@ -392,12 +492,17 @@ class SegmentNode(LifecycleNode):
 
     def _error(self, kind: str, text: str) -> None:
         self.counters.inc(f'errors.{kind}')
+        total = self.counters.get(f'errors.{kind}')
+        self._warn_throttled(kind, f'[{kind}] {text} ({total} so far)')
+
+    def _warn_throttled(self, kind: str, text: str) -> None:
+        """Log ``text`` unless a warning of this kind was logged in the last
+        ``log_throttle_sec``."""
         now = time.monotonic()
         throttle = self.cfg.log_throttle_sec if self.cfg else 5.0
         if now - self._last_warn.get(kind, -1e9) >= throttle:
             self._last_warn[kind] = now
-            total = self.counters.get(f'errors.{kind}')
-            self.get_logger().warning(f'[{kind}] {text} ({total} so far)')
+            self.get_logger().warning(text)
 
     # -- metadata ----------------------------------------------------------------------------
     def _publish_label_info(self) -> None:
@@ -419,7 +524,7 @@ class SegmentNode(LifecycleNode):
                 'model': self.segmenter.card.name if self.segmenter else 'none',
                 'input_rate_hz': f'{self.in_rate.rate():.2f}',
                 'output_rate_hz': f'{self.out_rate.rate():.2f}'}
-        for k in ('frames.received', 'frames.processed', 'frames.dropped',
+        for k in ('frames.received', 'frames.processed', 'frames.dropped', 'frames.lost',
                   'frames.skipped_no_subscribers'):
             vals[k] = str(c.get(k, 0))
         for k, v in sorted(c.items()):
@@ -430,19 +535,31 @@ class SegmentNode(LifecycleNode):
                 vals[f'latency.{stage}.{q}'] = f'{s[q]:.2f}'
         if self.backend_note:
             vals['backend_note'] = self.backend_note
+        if self.options_note:
+            vals['backend_options_note'] = self.options_note
+        vals['threads'] = str(self.threads.threads)
+        vals['cpus'] = ','.join(str(c) for c in self.threads.usable_cpus)
         return vals
 
     def _publish_diag(self) -> None:
+        now = time.monotonic()
         vals = self.diagnostics_values()
+        starved = self._starvation(now)
         errors = sum(int(v) for k, v in vals.items() if k.startswith('errors.'))
+        lost = int(vals['frames.lost'])
+        recent_loss = now - self._last_lost < max(10.0, self.cfg.starvation_warn_sec)
         st = DiagnosticStatus()
         st.name = f'{self.get_fully_qualified_name()}: segmentation'
         st.hardware_id = vals['device']
-        if errors or self.backend_note:
+        if errors or self.backend_note or starved or recent_loss:
             st.level = DiagnosticStatus.WARN
             parts = [f'{errors} frame errors'] if errors else []
             if self.backend_note:
                 parts.append('running on fallback backend')
+            if starved or recent_loss:
+                what = (f'no frames for {starved:.0f} s from matched publishers' if starved
+                        else 'frames lost in transport')
+                parts.append(f'{what} (frames.lost {lost}): {LARGE_FRAMES_FIX}')
             st.message = '; '.join(parts)
         else:
             st.level = DiagnosticStatus.OK

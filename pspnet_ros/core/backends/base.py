@@ -149,6 +149,32 @@ def parse_option_value(raw: str):
     return {'true': True, 'false': False}.get(text.lower(), text)
 
 
+def backend_parameters(name: str) -> set[str]:
+    """The options backend ``name`` takes (its constructor's keywords, less card/device)."""
+    params = inspect.signature(_backend_class(name).__init__).parameters
+    return set(params) - {'self', 'card', 'device'}
+
+
+def applicable_options(name: str, options: dict) -> tuple[dict, str]:
+    """The ``options`` backend ``name`` takes, and a note naming those dropped because they
+    belong to other backends (e.g. torch's ``channels_last`` with tflite); empty when none.
+
+    An option no backend knows is a mistake (a typo) and raises ``BackendError``.
+    """
+    if name == 'auto' or name not in BACKENDS:
+        return dict(options), ''
+    own = backend_parameters(name)
+    known = set().union(*(backend_parameters(n) for n in BACKENDS))
+    unknown = sorted(k for k in options if k not in known)
+    if unknown:
+        raise BackendError(f'unknown backend option(s) {unknown} for backend {name}; it takes '
+                           f'{sorted(own - {"model"})}')
+    dropped = sorted(k for k in options if k not in own)
+    note = (f'backend options {dropped} do not apply to backend {name}; ignored'
+            if dropped else '')
+    return {k: v for k, v in options.items() if k in own}, note
+
+
 def create_backend(name: str, card: ModelCard, device: str = 'cpu', **options) -> Backend:
     """Instantiate the backend called ``name`` for ``card``.
 
@@ -160,10 +186,14 @@ def create_backend(name: str, card: ModelCard, device: str = 'cpu', **options) -
         options: backend options (see each backend class); for ``auto``, ``chain`` (names or
             ``name:card.yaml``, comma-separated or a list; default
             ``edgetpu,onnxruntime,tflite,torch``), per-backend mappings under the backend's
-            name, and shared options passed to the backends that accept them.
+            name, and shared options passed to the backends that accept them. Options of
+            other backends are dropped with a warning (``applicable_options``).
     """
     if name == 'auto':
         return _create_auto(card, device, **options)
     if name not in BACKENDS:
         raise BackendError(f'unknown backend {name!r}; available: {", ".join(BACKENDS)}, auto')
+    options, note = applicable_options(name, options)
+    if note:
+        LOG.warning(note)
     return _backend_class(name)(card, device=device, **options)

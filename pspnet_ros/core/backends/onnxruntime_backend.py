@@ -7,6 +7,7 @@ from typing import Iterable
 import numpy as np
 
 from ..card import ModelCard
+from ..threads import thread_count
 from .base import Backend, BackendError, BackendUnavailable, require_format
 
 LOG = logging.getLogger('pspnet_ros.backends')
@@ -58,7 +59,8 @@ class OnnxRuntimeBackend(Backend):
         providers: provider order (aliases ``tensorrt``, ``cuda``, ``openvino``, ``cpu`` or
             full names); those not in this ONNX Runtime build are skipped and listed in
             ``details['missing_providers']``.
-        num_threads: intra-op threads (0: ONNX Runtime's default).
+        num_threads: intra-op threads (0: one per usable CPU; capped at the usable CPUs).
+            Idle threads sleep instead of spinning, so a shared CPU keeps its cores.
     """
 
     name = 'onnxruntime'
@@ -86,8 +88,13 @@ class OnnxRuntimeBackend(Backend):
                          else (p, {}) for p in chosen]
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if num_threads > 0:
-            opts.intra_op_num_threads = num_threads
+        threads = thread_count(num_threads)
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        # ONNX Runtime's pool spins between operators by default; on a shared CPU that takes
+        # cores from other processes and lengthens the latency tail (docs/BENCHMARKS.md).
+        opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        opts.add_session_config_entry('session.inter_op.allow_spinning', '0')
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts,
                                                 providers=provider_args)
@@ -98,7 +105,7 @@ class OnnxRuntimeBackend(Backend):
             LOG.info('onnxruntime: providers %s not available; using %s', missing, active)
         self.device = device if any(p != 'CPUExecutionProvider' for p in active) else 'cpu'
         self.input_name = self.session.get_inputs()[0].name
-        self.details = {'providers': active}
+        self.details = {'providers': active, 'num_threads': threads}
         if missing:
             self.details['missing_providers'] = missing
 

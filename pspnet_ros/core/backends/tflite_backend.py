@@ -1,12 +1,12 @@
 """TFLite backends: LiteRT (or tflite-runtime) interpreter with XNNPACK, and Edge TPU."""
 from __future__ import annotations
 
-import os
 import platform
 
 import numpy as np
 
 from ..card import ModelCard
+from ..threads import thread_count
 from .base import Backend, BackendError, BackendUnavailable, require_format
 
 TFLITE_FORMATS = ('tflite', 'tflite_int8', 'edgetpu')
@@ -60,7 +60,7 @@ class TFLiteBackend(Backend):
     Args:
         card: a card with ``format`` ``tflite``, ``tflite_int8`` or ``edgetpu``.
         device: ``cpu``.
-        num_threads: interpreter threads (0: all CPU cores).
+        num_threads: interpreter threads (0: one per usable CPU; capped at the usable CPUs).
         xnnpack: use the XNNPACK delegate (LiteRT's default CPU acceleration).
     """
 
@@ -74,7 +74,7 @@ class TFLiteBackend(Backend):
                                'edgetpu for a Coral device')
         path = require_format(card, self.name, TFLITE_FORMATS, 'tflite')
         Interpreter, _, resolver, package = import_interpreter()
-        threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+        threads = thread_count(num_threads)
         kwargs = {}
         if resolver is not None and not xnnpack:
             kwargs['experimental_op_resolver_type'] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -139,7 +139,8 @@ class EdgeTPUBackend(TFLiteBackend):
         card: a card with ``format`` ``edgetpu``, ``tflite_int8`` or ``tflite``.
         device: Edge TPU selector: ``usb``, ``usb:N``, ``pci``, ``pci:N``, or ``cpu`` /
             ``edgetpu`` for the first one found.
-        num_threads: interpreter threads for the ops left on the CPU.
+        num_threads: interpreter threads for the ops left on the CPU (0: one per usable CPU;
+            capped at the usable CPUs).
     """
 
     name = 'edgetpu'
@@ -160,7 +161,7 @@ class EdgeTPUBackend(TFLiteBackend):
             # Documented as ValueError; a missing library raises OSError from ctypes.
             raise BackendUnavailable(f'Edge TPU delegate {EDGETPU_LIBRARY} could not be loaded '
                                      f'({exc}); {EDGETPU_HINT}') from exc
-        threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+        threads = thread_count(num_threads)
         self.interpreter = self._load(Interpreter, path, num_threads=threads,
                                       experimental_delegates=[delegate])
         self.device = f'edgetpu:{selector}' if selector else 'edgetpu'

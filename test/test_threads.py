@@ -1,0 +1,138 @@
+"""Thread pools on a shared CPU: passive waiting and thread counts from the usable CPUs.
+
+The settings only take effect before the libraries load, so each check runs in a fresh
+Python process.
+"""
+import json
+import os
+import subprocess
+import sys
+
+from conftest import CORAL, ROOT
+import pytest
+
+CPUS = sorted(os.sched_getaffinity(0))
+
+
+def _child(code: str, cpus=None, env=None) -> dict:
+    """Run ``code`` in a new interpreter (optionally restricted to ``cpus``); it prints JSON."""
+    penv = {k: v for k, v in os.environ.items()
+            if k not in ('OMP_WAIT_POLICY', 'OMP_NUM_THREADS', 'KMP_BLOCKTIME', 'GOMP_SPINCOUNT',
+                         'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')}
+    penv.update(env or {})
+    preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         env=penv, cwd=ROOT, preexec_fn=preexec, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_pools_wait_passively_and_use_one_thread_per_usable_cpu():
+    got = _child('import json, os\n'
+                 'from pspnet_ros.core.threads import configure_threads\n'
+                 's = configure_threads()\n'
+                 'import torch\n'
+                 'print(json.dumps({"torch": torch.get_num_threads(), "threads": s.threads,\n'
+                 '  "wait": os.environ["OMP_WAIT_POLICY"], "omp": os.environ["OMP_NUM_THREADS"],\n'
+                 '  "notes": s.notes}))')
+    assert got == {'torch': len(CPUS), 'threads': len(CPUS), 'wait': 'PASSIVE',
+                   'omp': str(len(CPUS)), 'notes': []}
+
+
+def test_thread_count_follows_the_affinity_mask_not_the_machine():
+    got = _child('import json\n'
+                 'from pspnet_ros.core.threads import configure_threads\n'
+                 'configure_threads()\n'
+                 'import torch\n'
+                 'print(json.dumps({"torch": torch.get_num_threads()}))', cpus={CPUS[0]})
+    assert got == {'torch': 1}
+
+
+def test_an_explicit_wait_policy_in_the_environment_is_kept():
+    got = _child('import json, os\n'
+                 'from pspnet_ros.core.threads import configure_threads\n'
+                 'configure_threads()\n'
+                 'print(json.dumps({"wait": os.environ["OMP_WAIT_POLICY"]}))',
+                 env={'OMP_WAIT_POLICY': 'ACTIVE'})
+    assert got == {'wait': 'ACTIVE'}
+
+
+def test_num_threads_is_capped_at_the_usable_cpus():
+    # 256 threads on 2 cores used to start 531 threads in the process.
+    got = _child('import json, os\n'
+                 'from pspnet_ros.core.threads import configure_threads\n'
+                 's = configure_threads(256)\n'
+                 'import numpy as np\n'
+                 'from pspnet_ros.core import Segmenter\n'
+                 'from pspnet_ros.core.segmenter import default_card_path\n'
+                 'seg = Segmenter(default_card_path(), backend_options={"threads": 256})\n'
+                 'seg(np.zeros((360, 480, 3), np.uint8))\n'
+                 'import torch\n'
+                 'print(json.dumps({"threads": s.threads, "torch": torch.get_num_threads(),\n'
+                 '  "tasks": len(os.listdir("/proc/self/task")), "notes": s.notes}))')
+    assert got['threads'] == got['torch'] == len(CPUS)
+    assert got['notes'] == [f'num_threads 256 capped at the {len(CPUS)} CPUs this process may '
+                            'use']
+    assert got['tasks'] <= len(CPUS) + 8
+
+
+def test_cpu_affinity_pins_threads_that_already_run():
+    got = _child('import json, os, threading\n'
+                 'ev = threading.Event()\n'
+                 't = threading.Thread(target=ev.wait); t.start()\n'
+                 'from pspnet_ros.core.threads import configure_threads\n'
+                 f's = configure_threads(0, [{CPUS[0]}])\n'
+                 'masks = {tid: sorted(os.sched_getaffinity(int(tid)))\n'
+                 '         for tid in os.listdir("/proc/self/task")}\n'
+                 'ev.set(); t.join()\n'
+                 'print(json.dumps({"masks": sorted(masks.values()), "threads": s.threads,\n'
+                 '  "cpus": list(s.usable_cpus)}))')
+    assert got['masks'] == [[CPUS[0]]] * len(got['masks']) and len(got['masks']) >= 2
+    assert got['threads'] == 1 and got['cpus'] == [CPUS[0]]
+
+
+def test_cpu_affinity_with_a_cpu_the_machine_lacks_is_refused():
+    from pspnet_ros.core.threads import check_affinity
+    with pytest.raises(ValueError, match=r'cpu_affinity \[0, 4096\]: CPUs \[4096\] do not '
+                                         r'exist on this machine'):
+        check_affinity([0, 4096])
+
+
+def test_entry_points_load_no_thread_pool_library_before_configuring():
+    got = _child('import json, sys\n'
+                 'import pspnet_ros.segment_node, pspnet_ros.cli\n'
+                 'print(json.dumps(sorted({"torch", "numpy", "onnxruntime", "cv2"}\n'
+                 '                        & set(sys.modules))))')
+    assert got == []
+
+
+def test_onnxruntime_sessions_do_not_spin_and_use_the_usable_cpus(tmp_path):
+    onnx = pytest.importorskip('onnx', reason='onnx not installed')
+    pytest.importorskip('onnxruntime', reason='onnxruntime not installed')
+    from onnx import helper, TensorProto
+    from pspnet_ros.core import ModelCard
+    from pspnet_ros.core.backends import create_backend
+    graph = helper.make_graph(
+        [helper.make_node('Identity', ['x'], ['y'])], 'identity',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 11, 16, 16])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 11, 16, 16])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]),
+              tmp_path / 'm.onnx')
+    card = ModelCard(name='identity', weights=str(tmp_path / 'm.onnx'), label_set='camvid',
+                     num_classes=11, input_size=[16, 16], format='onnx')
+    backend = create_backend('onnxruntime', card, num_threads=256)
+    opts = backend.session.get_session_options()
+    assert opts.intra_op_num_threads == len(CPUS)
+    assert opts.get_session_config_entry('session.intra_op.allow_spinning') == '0'
+    assert backend.details['num_threads'] == len(CPUS)
+
+
+def test_tflite_threads_are_capped_at_the_usable_cpus():
+    pytest.importorskip('ai_edge_litert', reason='ai-edge-litert not installed')
+    from pspnet_ros.core import ModelCard
+    from pspnet_ros.core.backends import create_backend
+    card = ModelCard.load(ROOT / 'models' / 'third_party' / 'coral_deeplabv3_mnv2_pascal.yaml')
+    if not card.weights_path.is_file():
+        pytest.skip(f'{card.weights_path} is not present (shared Coral models in {CORAL})')
+    assert create_backend('tflite', card, num_threads=256).details['num_threads'] == len(CPUS)
+    assert create_backend('tflite', card).details['num_threads'] == len(CPUS)
