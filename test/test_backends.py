@@ -19,6 +19,15 @@ def card() -> ModelCard:
     return ModelCard.load(DEFAULT_CARD)
 
 
+@pytest.fixture
+def bare_card(tmp_path) -> ModelCard:
+    """The default card and weights in a folder of their own: no shipped exports beside it."""
+    (tmp_path / DEFAULT_CARD.name).write_text(DEFAULT_CARD.read_text())
+    weights = DEFAULT_CARD.with_suffix('.safetensors')
+    (tmp_path / weights.name).symlink_to(weights)
+    return ModelCard.load(tmp_path / DEFAULT_CARD.name)
+
+
 def test_unknown_backend_name_lists_the_available_ones(card):
     with pytest.raises(BackendError, match=r"unknown backend 'tpu'; available: torch, "
                                            r'onnxruntime, tflite, edgetpu, auto'):
@@ -123,14 +132,18 @@ def test_torch_folded_batchnorm_gives_the_same_logits_and_labels(card):
     assert (a.argmax(1) == b.argmax(1)).all()
 
 
-def test_auto_takes_the_first_loadable_backend_and_records_why_others_failed(card, caplog):
+def test_auto_takes_the_first_loadable_backend_and_records_why_others_failed(
+        bare_card, caplog):
     with caplog.at_level(logging.WARNING, logger='pspnet_ros.backends'):
-        seg = Segmenter(card, backend='auto',
+        seg = Segmenter(bare_card, backend='auto',
                         backend_options={'chain': 'edgetpu,onnxruntime,torch'})
     backend = seg.backend
     assert backend.name == 'torch'
     assert [name for name, _ in backend.fallbacks] == ['edgetpu', 'onnxruntime']
-    assert all('safetensors' in reason for _, reason in backend.fallbacks)
+    assert [reason.split(' (')[0] for _, reason in backend.fallbacks] == [
+        'no edgetpu export of pspnet_mobilenetv2_camvid next to its card',
+        'no onnxruntime export of pspnet_mobilenetv2_camvid next to its card']
+    assert 'pspnet-ros export CARD --format onnx' in backend.fallbacks[1][1]
     assert 'backend auto: using torch on cpu' in caplog.text
     assert 'edgetpu unavailable' in caplog.text and 'onnxruntime unavailable' in caplog.text
     assert backend.selection.startswith('torch on cpu (precision=fp32, channels_last=True, '
@@ -144,10 +157,10 @@ def test_auto_passes_per_backend_and_shared_options(card):
     assert backend.details['channels_last'] is True and backend.fallbacks == []
 
 
-def test_auto_with_nothing_loadable_says_why_for_each(card):
+def test_auto_with_nothing_loadable_says_why_for_each(bare_card):
     with pytest.raises(BackendUnavailable, match=r'no backend of the auto chain could load: '
                                                  r'onnxruntime: .*; tflite: '):
-        create_backend('auto', card, chain='onnxruntime,tflite')
+        create_backend('auto', bare_card, chain='onnxruntime,tflite')
 
 
 def test_auto_rejects_unknown_chain_members(card):

@@ -109,6 +109,9 @@ class Segmenter:
         else:
             self.backend = create_backend(backend, self.card, device,
                                           **dict(backend_options or {}))
+            # ``auto`` may run an export of the card (its own file, input layout and dtype):
+            # pre- and post-processing follow the card of the model that actually runs.
+            self.card = self.backend.card
         self._mean = np.asarray(self.card.mean, np.float32)
         self._inv_std = 1.0 / np.asarray(self.card.std, np.float32)
         self.palette = self.labelset.palette_array()

@@ -6,12 +6,13 @@ flip / brightness augmentation, resumable checkpoints, deterministic for a given
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 import json
 import math
-import os
 from pathlib import Path
 import shlex
+import shutil
 import time
 
 import numpy as np
@@ -132,6 +133,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     model = build_for_training(cfg, labelset.num_classes)
     ckpt_path = ckpt_dir / 'last.pt'
     start_epoch = 0
+    history: list[dict] = []
+    best: dict = {}         # epoch and val mIoU of the model kept in out/best/
     head = [p for n, p in model.named_parameters() if n.startswith(('ppm', 'cls', 'aux'))]
     body = [p for n, p in model.named_parameters() if not n.startswith(('ppm', 'cls', 'aux'))]
     opt = torch.optim.SGD([{'params': body, 'lr': cfg.lr},
@@ -142,6 +145,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         model.load_state_dict(ck['model'])
         opt.load_state_dict(ck['optimizer'])
         start_epoch = int(ck['epoch'])
+        history, best = list(ck.get('history', [])), dict(ck.get('best', {}))
         print(f'resumed from {ckpt_path} at epoch {start_epoch}')
     elif cfg.init.startswith('tflite:'):
         # Give the folded BatchNorms real statistics before the first training step.
@@ -156,7 +160,6 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     if cfg.max_iters_per_epoch:
         per_epoch = min(per_epoch, cfg.max_iters_per_epoch)
     total = per_epoch * cfg.epochs
-    history = []
     evaluated = None       # (epoch, card, metrics) of the latest validation
     pad = np.float32(cfg.mean)
     for epoch in range(start_epoch, cfg.epochs):
@@ -186,15 +189,23 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             losses.append(loss.item())
             bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
         rec = {'epoch': epoch + 1, 'loss': float(np.mean(losses)), 'seconds': time.time() - t0}
-        torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
-                    'epoch': epoch + 1}, ckpt_path)
         if cfg.val_images and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             card = _write_model(model, cfg, out, {})
             m = evaluate_pairs(Segmenter(card), find_pairs(cfg.val_images, cfg.val_labels))
             evaluated = (epoch + 1, card, m)
             rec['val_miou'] = m['miou']
             rec['val_pixel_accuracy'] = m['pixel_accuracy']
+            rec['val_iou'] = {n: (None if v != v else round(float(v), 4))
+                              for n, v in zip(m['class_names'], m['iou'])}
+            if m['miou'] > best.get('miou', -1.0):
+                # Keep the best validated model: a time-boxed run may be stopped at any point.
+                best = {'epoch': epoch + 1, 'miou': m['miou']}
+                card.metrics = _val_metrics(cfg, m)
+                _copy_model(card, out / 'best')
         history.append(rec)
+        torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
+                    'epoch': epoch + 1, 'history': history, 'best': best}, ckpt_path)
+        (out / f'{cfg.name}.history.json').write_text(json.dumps(history, indent=1))
         print(json.dumps(rec), flush=True)
         if cfg.stop_after and epoch + 1 - start_epoch >= cfg.stop_after and epoch + 1 < cfg.epochs:
             # Time-boxed chunk: the checkpoint is saved; the same command resumes from it.
@@ -209,18 +220,29 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         m = (evaluate_pairs(Segmenter(card), find_pairs(cfg.val_images, cfg.val_labels))
              if cfg.val_images else None)
     if m is not None:
-        final = {'val': {'split': str(cfg.val_images), 'images': m['images'],
-                         'miou': round(m['miou'], 4),
-                         'pixel_accuracy': round(m['pixel_accuracy'], 4),
-                         'mean_accuracy': round(m['mean_accuracy'], 4),
-                         'iou': {n: (None if v != v else round(v, 4))
-                                 for n, v in zip(m['class_names'], m['iou'])},
-                         'input_size': list(cfg.input_size),
-                         'measured_with': 'pspnet_ros.core.evaluate.evaluate_pairs (torch, cpu)'}}
+        final = _val_metrics(cfg, m)
         card.metrics = final
         card.save(card.path)            # weights are already on disk
     (out / f'{cfg.name}.history.json').write_text(json.dumps(history, indent=1))
     return final
+
+
+def _val_metrics(cfg: TrainConfig, m: dict) -> dict:
+    return {'val': {'split': str(cfg.val_images), 'images': m['images'],
+                    'miou': round(m['miou'], 4),
+                    'pixel_accuracy': round(m['pixel_accuracy'], 4),
+                    'mean_accuracy': round(m['mean_accuracy'], 4),
+                    'iou': {n: (None if v != v else round(v, 4))
+                            for n, v in zip(m['class_names'], m['iou'])},
+                    'input_size': list(cfg.input_size),
+                    'measured_with': 'pspnet_ros.core.evaluate.evaluate_pairs (torch, cpu)'}}
+
+
+def _copy_model(card: ModelCard, dest: Path) -> None:
+    """Write ``card`` and its weights into ``dest`` (replacing what is there)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(card.weights_path, dest / card.weights)
+    dataclasses.replace(card).save(dest / f'{card.name}.yaml')
 
 
 def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> ModelCard:
@@ -245,6 +267,7 @@ def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> M
         architecture=cfg.architecture, head_channels=cfg.head_channels,
         mean=list(cfg.mean), std=list(cfg.std), licence=cfg.licence,
         training_data=cfg.training_data, metrics=metrics,
-        reproduce=f'pspnet-ros train {flags} --out {shlex.quote(os.fspath(cfg.out))}')
+        # Outputs go to train_out/ (never over the shipped models/ files) unless --out says.
+        reproduce=f'pspnet-ros train {flags} --out train_out')
     card.save(out / f'{cfg.name}.yaml')
     return card

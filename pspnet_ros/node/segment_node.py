@@ -203,7 +203,7 @@ class SegmentNode(LifecycleNode):
         self.get_logger().info(
             f'configured: model {self.segmenter.card.name} ({self.segmenter.num_classes} '
             f'classes, input {self.segmenter.input_size[1]}x{self.segmenter.input_size[0]}) on '
-            f'{self.segmenter.backend.describe()}; {self.threads.describe()}')
+            f'{self.segmenter.backend.selection}; {self.threads.describe()}')
         return TransitionCallbackReturn.SUCCESS
 
     def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:

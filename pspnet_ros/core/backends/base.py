@@ -23,6 +23,22 @@ BACKENDS = {
     'edgetpu': ('.tflite_backend', 'EdgeTPUBackend'),
 }
 DEFAULT_CHAIN = ('edgetpu', 'onnxruntime', 'tflite', 'torch')
+# On the CPU, fastest first: int8 TFLite (XNNPACK) is about 2-3x the float ONNX Runtime and
+# torch paths on 2 x86 cores (docs/BENCHMARKS.md); an Edge TPU, when present, beats them all.
+CPU_CHAIN = ('edgetpu', 'tflite', 'onnxruntime', 'torch')
+# The files `pspnet-ros export` writes next to a card, per backend, preferred first: ``auto``
+# runs a card's shipped export when the card itself is not in that backend's format.
+EXPORT_SUFFIXES = {
+    'edgetpu': ('_int8_edgetpu.tflite.yaml',),
+    'tflite': ('_int8.tflite.yaml', '_float.tflite.yaml'),
+    'onnxruntime': ('.onnx.yaml',),
+}
+# Card formats those backends run themselves.
+BACKEND_FORMATS = {
+    'onnxruntime': ('onnx',),
+    'tflite': ('tflite', 'tflite_int8', 'edgetpu'),
+    'edgetpu': ('edgetpu', 'tflite_int8', 'tflite'),
+}
 
 
 class BackendError(RuntimeError):
@@ -85,9 +101,9 @@ def require_format(card: ModelCard, backend: str, formats: Iterable[str], export
     return path
 
 
-def _split_chain(chain: str | Iterable[str] | None) -> list[str]:
+def _split_chain(chain: str | Iterable[str] | None, device: str = 'cpu') -> list[str]:
     if chain is None:
-        return list(DEFAULT_CHAIN)
+        return list(CPU_CHAIN if device == 'cpu' else DEFAULT_CHAIN)
     if isinstance(chain, str):
         chain = chain.split(',')
     items = [c.strip() for c in chain if c.strip()]
@@ -105,21 +121,45 @@ def _options_for(cls: type, name: str, options: dict) -> dict:
     return shared
 
 
+def export_card(card: ModelCard, backend: str) -> ModelCard:
+    """The card ``backend`` runs for ``card``: ``card`` itself when it is in one of the
+    backend's formats, else the export of it that ``pspnet-ros export`` wrote next to it
+    (e.g. ``m_int8.tflite.yaml`` next to ``m.yaml``); ``BackendError`` when there is none."""
+    if backend not in EXPORT_SUFFIXES or card.format in BACKEND_FORMATS[backend]:
+        return card
+    folder = card.path.parent if card.path is not None else None
+    for suffix in EXPORT_SUFFIXES[backend]:
+        if folder is not None and (folder / f'{card.name}{suffix}').is_file():
+            return ModelCard.load(folder / f'{card.name}{suffix}')
+    fmt = {'edgetpu': 'edgetpu', 'tflite': 'tflite-int8'}.get(backend, 'onnx')
+    raise BackendError(f'no {backend} export of {card.name} next to its card (looked for '
+                       f'{", ".join(card.name + s for s in EXPORT_SUFFIXES[backend])}); '
+                       f'make one with `pspnet-ros export CARD --format {fmt} --out DIR`')
+
+
 def _create_auto(card: ModelCard, device: str, chain=None, **options) -> Backend:
     """Try each ``name`` or ``name:card.yaml`` of ``chain`` in order; return the first that
-    loads, with the reasons the others failed in ``fallbacks``."""
+    loads, with the reasons the others failed in ``fallbacks``.
+
+    A member without its own card runs ``card`` or, when ``card`` is in another format, the
+    export of it shipped next to it (``export_card``). On a GPU device a member that would
+    only run on the CPU is skipped, so ``auto`` never silently leaves the GPU.
+    """
     failures: list[tuple[str, str]] = []
-    for item in _split_chain(chain):
+    for item in _split_chain(chain, device):
         name, _, card_path = item.partition(':')
         if name == 'auto' or name not in BACKENDS:
             raise BackendError(f'unknown backend {name!r} in auto chain; choose from '
                                f'{sorted(BACKENDS)}')
         try:
-            member_card = ModelCard.load(card_path) if card_path else card
+            member_card = ModelCard.load(card_path) if card_path else export_card(card, name)
             cls = _backend_class(name)
             backend = cls(member_card, device=device, **_options_for(cls, name, options))
         except (BackendError, OSError, ValueError) as exc:
             failures.append((name, str(exc).splitlines()[0] if str(exc) else repr(exc)))
+            continue
+        if device.startswith('cuda') and backend.device == 'cpu':
+            failures.append((name, f'would run on cpu, not {device}'))
             continue
         backend.fallbacks = failures
         if failures:
@@ -184,10 +224,12 @@ def create_backend(name: str, card: ModelCard, device: str = 'cpu', **options) -
         device: ``cpu``, ``cuda``, ``cuda:N``; for ``edgetpu`` an optional device selector
             such as ``usb``, ``usb:0`` or ``pci:0`` (``cpu`` means any Edge TPU).
         options: backend options (see each backend class); for ``auto``, ``chain`` (names or
-            ``name:card.yaml``, comma-separated or a list; default
+            ``name:card.yaml``, comma-separated or a list; default on ``cpu``
+            ``edgetpu,tflite,onnxruntime,torch``, elsewhere
             ``edgetpu,onnxruntime,tflite,torch``), per-backend mappings under the backend's
             name, and shared options passed to the backends that accept them. Options of
             other backends are dropped with a warning (``applicable_options``).
+            Members run the card's shipped export when the card is not in their format.
     """
     if name == 'auto':
         return _create_auto(card, device, **options)
