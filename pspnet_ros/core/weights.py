@@ -158,7 +158,13 @@ def _find(tensors: dict[str, np.ndarray], prefix: str, ndim: int) -> np.ndarray:
 
 
 def import_mobilenetv2_tflite(model: nn.Module, path: str | os.PathLike) -> int:
-    """Copy MobileNetV2 backbone weights from a quantised TFLite classifier into ``model``.
+    """Copy MobileNetV2 backbone weights from a quantised TFLite file into ``model``.
+
+    Works for Coral's ImageNet classifier (``mobilenet_v2_1.0_224_quant.tflite``) and for the
+    segmentation-trained backbone of its DeepLabv3 (``deeplabv3_mnv2_pascal_quant.tflite``,
+    PASCAL VOC; its tensor names join several names with ``;``, matched by prefix). The
+    DeepLab file runs the last stage atrous at output stride 16; the weights do not depend on
+    the dilation, so they load unchanged into this output-stride-8 backbone.
 
     The TFLite file has BatchNorm folded into each conv (weight and bias). We put the folded
     weight into the conv and the bias into the following BatchNorm's ``bias`` with identity
