@@ -21,8 +21,10 @@ setup(
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
+        # The default model, its model card and its shipped ONNX / int8 TFLite exports.
         ('share/' + package_name + '/models',
-         glob('models/*.yaml') + glob('models/*.safetensors')),
+         glob('models/*.yaml') + glob('models/*.safetensors') + glob('models/*.onnx')
+         + glob('models/*.tflite')),
     ],
     # Runtime Python dependencies come from package.xml (rosdep) in a ROS install and from
     # requirements.txt in a plain venv; listing them here would make colcon's generated

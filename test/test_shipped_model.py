@@ -105,3 +105,17 @@ def test_auto_on_cpu_without_either_runtime_runs_torch(monkeypatch):
     assert seg.backend.name == 'torch' and seg.backend.details['channels_last'] is True
     assert seg.card.name == 'pspnet_mobilenetv2_camvid'
     assert [n for n, _ in seg.backend.fallbacks] == ['edgetpu', 'tflite', 'onnxruntime']
+
+
+def test_setup_installs_every_shipped_model_file(monkeypatch):
+    import setuptools
+    captured = {}
+    monkeypatch.setattr(setuptools, 'setup', lambda **kw: captured.update(kw))
+    monkeypatch.chdir(MODELS.parent)
+    source = (MODELS.parent / 'setup.py').read_text()
+    exec(compile(source, 'setup.py', 'exec'), {'__name__': 'setup_under_test'})
+    installed = dict(captured['data_files'])['share/pspnet_ros/models']
+    shipped = sorted(f'models/{p.name}' for p in MODELS.iterdir() if p.is_file())
+    assert sorted(installed) == shipped
+    assert {'models/pspnet_mobilenetv2_camvid.onnx',
+            'models/pspnet_mobilenetv2_camvid_int8.tflite'} <= set(installed)
