@@ -81,8 +81,10 @@ def main(argv=None) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from pspnet_ros.live import LiveClient, diag_values, start_node, stamp_key, stop_node
+    from pspnet_ros.live.transport import use_large_frames_profile
     log = Path(args.out).with_suffix('.node.log')
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    use_large_frames_profile()      # both processes, as segment.launch.py does
     proc = start_node(args.params_file, domain, log_path=log)
     rclpy.init()
     client = LiveClient(outputs=('mask', 'occupancy'))

@@ -78,9 +78,12 @@ def main(argv=None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from pspnet_ros.core import get_label_set
     from pspnet_ros.live import LiveClient, start_node, stop_node
+    from pspnet_ros.live.transport import use_large_frames_profile
     from pspnet_ros.live.replay import replay_live
 
     log = out / 'node.log'
+    # The large-frames Fast DDS profile in both processes, as segment.launch.py sets it.
+    use_large_frames_profile()
     proc = start_node(args.params_file, domain, log_path=log)
     rclpy.init()
     client = LiveClient(image_topic='image', outputs=('mask', 'color_mask', 'overlay'))

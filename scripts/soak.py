@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ['ROS_LOCALHOST_ONLY'] = '1'     # older distributions
-    domain = random.randint(150, 220)
+    domain = random.randint(201, 232)   # tests use 100-199
     os.environ['ROS_DOMAIN_ID'] = str(domain)
     configure_threads()
 

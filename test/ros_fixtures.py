@@ -14,6 +14,10 @@ DOMAIN = 100 + os.getpid() % 100
 def rclpy_session():
     rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
     os.environ['ROS_DOMAIN_ID'] = str(DOMAIN)
+    # Camera-sized frames need the shipped Fast DDS profile in both processes: this one
+    # (read when rclpy creates its participant) and the node (inherits the environment).
+    from pspnet_ros.live.transport import use_large_frames_profile
+    use_large_frames_profile()
     if not rclpy.ok():
         rclpy.init()
     return rclpy
@@ -22,12 +26,14 @@ def rclpy_session():
 class NodeUnderTest:
     """A segment_node process plus a LiveClient in this process."""
 
-    def __init__(self, tmp: Path, ros_args=(), client_kwargs=None, wait=True, params=PARAMS):
+    def __init__(self, tmp: Path, ros_args=(), client_kwargs=None, wait=True, params=PARAMS,
+                 fastdds_profile=None):
         rclpy_session()
         from rclpy.executors import SingleThreadedExecutor
         from pspnet_ros.live import LiveClient, start_node
         self.log = tmp / f'node_{time.monotonic_ns()}.log'
-        self.proc = start_node(params, DOMAIN, list(ros_args), self.log)
+        self.proc = start_node(params, DOMAIN, list(ros_args), self.log,
+                               fastdds_profile=fastdds_profile)
         self.client = LiveClient(**(client_kwargs or {}))
         self.ex = SingleThreadedExecutor()
         self.ex.add_node(self.client)

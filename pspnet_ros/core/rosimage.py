@@ -6,6 +6,7 @@ import struct
 import cv2
 import numpy as np
 
+from .codec_messages import codec_messages
 from .image import DEFAULT_MAX_PIXELS, ImageError
 
 # encoding -> (channels, bytes per channel). Names follow sensor_msgs/image_encodings.
@@ -144,7 +145,8 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarray,
-                       max_pixels: int, flags: int) -> np.ndarray:
+                       max_pixels: int, flags: int, warnings: list[str] | None = None
+                       ) -> np.ndarray:
     buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
     buf = buf.reshape(-1).view(np.uint8)
     what = f'CompressedImage ({fmt or "no format"}, {buf.size} bytes)'
@@ -156,26 +158,33 @@ def _decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarr
         raise ImageError(f'{what}: data is neither PNG nor JPEG (no valid signature/header); '
                          'only jpeg and png transports are supported')
     _check_size(size[1], size[0], max_pixels, what)
-    img = cv2.imdecode(buf, flags)
+    messages: list[str] = []
+    with codec_messages(messages):
+        img = cv2.imdecode(buf, flags)
     if img is None:
+        said = f' ({"; ".join(messages)})' if messages else ''
         raise ImageError(f'{what}: could not decode the {size[0]}x{size[1]} image; the data '
-                         'is truncated or corrupt')
+                         f'is truncated or corrupt{said}')
+    if warnings is not None:
+        warnings.extend(messages)
     return img
 
 
 def compressed_to_rgb(format: str, data: bytes | bytearray | memoryview | np.ndarray,
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+                      max_pixels: int = DEFAULT_MAX_PIXELS,
+                      warnings: list[str] | None = None) -> np.ndarray:
     """A sensor_msgs/CompressedImage (JPEG or PNG, any ``format`` string) as ``(H, W, 3)``
     uint8 RGB. The size in the PNG/JPEG header is checked against ``max_pixels`` before
-    decoding."""
-    img = _decode_compressed(format, data, max_pixels, cv2.IMREAD_COLOR)
+    decoding. What the decoder says about a damaged but decodable frame goes to
+    ``warnings`` (not to stderr)."""
+    img = _decode_compressed(format, data, max_pixels, cv2.IMREAD_COLOR, warnings)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def compressed_to_labels(format: str, data: bytes | bytearray | memoryview | np.ndarray,
                          max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A single-channel PNG CompressedImage of class ids as ``(H, W)`` uint8/uint16."""
-    img = _decode_compressed(format, data, max_pixels, cv2.IMREAD_UNCHANGED)
+    img = _decode_compressed(format, data, max_pixels, cv2.IMREAD_UNCHANGED, [])
     if img.ndim != 2:
         raise ImageError(f'compressed label image must be single-channel (8 or 16-bit PNG), '
                          f'got shape {img.shape}')

@@ -36,6 +36,7 @@ def cmd_live(args) -> int:
     from ..evaluation.bagio import BagError, BagSource
     from .client import LiveClient, default_params_file, start_node, stop_node
     from .replay import IMAGE_TYPES, replay_live
+    from .transport import use_large_frames_profile
     try:      # check the bag before starting anything; its image type picks the publisher
         with BagSource(args.bag) as src:
             image_type = src.require(args.image_topic, IMAGE_TYPES, 'image')
@@ -50,6 +51,9 @@ def cmd_live(args) -> int:
         os.environ['ROS_DOMAIN_ID'] = str(domain)
         proc = start_node(args.params_file or default_params_file(), domain,
                           log_path=out / 'node.log')
+    # Frames of camera size need the large-frames Fast DDS profile here and in the node
+    # (start_node gives it one; a node started elsewhere needs it too: docs/ROS_INTERFACE.md).
+    use_large_frames_profile()
     rclpy.init()
     # CompressedImage frames go to '<topic>/compressed' (the node needs
     # input_transport: compressed for them).

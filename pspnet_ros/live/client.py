@@ -33,13 +33,24 @@ def stamp_key(header) -> int:
 
 def start_node(params_file: str | os.PathLike | None = None, domain_id: int | None = None,
                ros_args: list[str] | None = None, log_path: str | os.PathLike | None = None,
-               env: dict | None = None) -> subprocess.Popen:
-    """Start ``segment_node`` in its own process (``python -m pspnet_ros.segment_node``)."""
+               env: dict | None = None,
+               fastdds_profile: str | os.PathLike | None = None) -> subprocess.Popen:
+    """Start ``segment_node`` in its own process (``python -m pspnet_ros.segment_node``).
+
+    The node gets a Fast DDS profile as ``segment.launch.py`` gives it: ``fastdds_profile``,
+    else the one already named in the environment, else the shipped large-frames profile;
+    ``''`` starts it without one. The process publishing the frames needs the same profile
+    (``transport.use_large_frames_profile()`` before ``rclpy.init()``).
+    """
+    from .transport import PROFILE_ENV, profile_env
     cmd = [sys.executable, '-m', 'pspnet_ros.segment_node', '--ros-args']
     if params_file:
         cmd += ['--params-file', str(params_file)]
     cmd += list(ros_args or [])
-    penv = dict(os.environ if env is None else env)
+    base = dict(os.environ if env is None else env)
+    if fastdds_profile is None:
+        fastdds_profile = base.get(PROFILE_ENV) or None
+    penv = profile_env(base, fastdds_profile)
     if domain_id is not None:
         penv['ROS_DOMAIN_ID'] = str(domain_id)
     penv.setdefault('PYTHONUNBUFFERED', '1')

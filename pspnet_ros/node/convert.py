@@ -12,10 +12,12 @@ from ..core import occupancy_msg, rosimage
 from ..core.segmenter import Occupancy
 
 
-def image_from_msg(msg, max_pixels: int) -> np.ndarray:
-    """RGB uint8 array from an Image or CompressedImage; ``ImageError`` on bad frames."""
+def image_from_msg(msg, max_pixels: int, warnings: list[str] | None = None) -> np.ndarray:
+    """RGB uint8 array from an Image or CompressedImage; ``ImageError`` on bad frames. What
+    the decoder says about a damaged but decodable frame goes to ``warnings``."""
     if isinstance(msg, CompressedImage):
-        return rosimage.compressed_to_rgb(msg.format, bytes(msg.data), max_pixels=max_pixels)
+        return rosimage.compressed_to_rgb(msg.format, bytes(msg.data), max_pixels=max_pixels,
+                                          warnings=warnings)
     return rosimage.image_to_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian,
                                  msg.step, bytes(msg.data), max_pixels=max_pixels)
 

@@ -54,6 +54,10 @@ LARGE_FRAMES_FIX = ('camera-sized frames need the Fast DDS profile '
                     '(segment.launch.py sets it; else export FASTDDS_DEFAULT_PROFILES_FILE), or '
                     'image_qos: reliable across hosts; see docs/ROS_INTERFACE.md')
 
+# Starvation and lost frames share one warning, logged at most this often (seconds); the
+# counts stay current in /diagnostics.
+TRANSPORT_WARN_PERIOD = 60.0
+
 # name -> (default, descriptor)
 PARAMETERS = {
     'model': ('', _desc('model card YAML; empty = the shipped CamVid model')),
@@ -147,7 +151,6 @@ class SegmentNode(LifecycleNode):
         self._last_lost = -1e9               # when the middleware last reported lost frames
         self._last_frame = time.monotonic()
         self._matched_since: float | None = None
-        self._starving_logged = False
         if self.get_parameter('autostart').value:
             self.trigger_configure()
             if self._state_machine.current_state[1] == 'inactive':
@@ -283,7 +286,6 @@ class SegmentNode(LifecycleNode):
                                             message_lost=self._on_message_lost)
         self._last_frame = time.monotonic()
         self._matched_since = None
-        self._starving_logged = False
         # raw=True: the callback gets the serialized bytes and only the frame the worker
         # takes is turned into a Python message, so frames dropped under overload cost a copy,
         # not a conversion holding the GIL that inference also needs.
@@ -320,33 +322,29 @@ class SegmentNode(LifecycleNode):
             return
         self.counters.inc('frames.lost', n)
         self._last_lost = time.monotonic()
-        self._warn_throttled('lost', f'{n} frame(s) lost in transport before reaching the '
-                             f'node ({self.counters.get("frames.lost")} so far): '
-                             f'{LARGE_FRAMES_FIX}')
+        self._warn_throttled('transport', f'{n} frame(s) lost in transport before reaching '
+                             f'the node ({self.counters.get("frames.lost")} so far): '
+                             f'{LARGE_FRAMES_FIX}', TRANSPORT_WARN_PERIOD)
 
     def _starvation(self, now: float) -> float:
         """Seconds without a frame while publishers are matched on the image topic (0 when
-        frames arrive or nobody publishes); logs the start of each such period once."""
+        frames arrive or nobody publishes); logged at most once a minute."""
         if not self._subs or self.cfg is None:
             return 0.0
         topic = self._subs[0].topic_name
         publishers = self.count_publishers(topic)
         if publishers == 0:
             self._matched_since = None
-            self._starving_logged = False
             return 0.0
         if self._matched_since is None:
             self._matched_since = now
         quiet = now - max(self._last_frame, self._matched_since)
         if quiet < self.cfg.starvation_warn_sec:
-            self._starving_logged = False
             return 0.0
-        if not self._starving_logged:
-            self._starving_logged = True
-            self.get_logger().warning(
-                f'{publishers} publisher(s) matched on {topic} but no frame arrived for '
-                f'{quiet:.1f} s ({self.counters.get("frames.lost")} reported lost): '
-                f'{LARGE_FRAMES_FIX}')
+        self._warn_throttled(
+            'transport', f'{publishers} publisher(s) matched on {topic} but no frame arrived '
+            f'for {quiet:.1f} s ({self.counters.get("frames.lost")} reported lost): '
+            f'{LARGE_FRAMES_FIX}', TRANSPORT_WARN_PERIOD)
         return quiet
 
     def _on_pub_incompatible(self, event) -> None:
@@ -430,11 +428,19 @@ class SegmentNode(LifecycleNode):
                 self._error('deserialize', f'frame rejected: cannot deserialize '
                             f'{self._in_type.__name__}: {exc}')
                 return
+        decoder_said: list[str] = []
         try:
-            rgb = image_from_msg(msg, cfg.max_image_pixels)
+            rgb = image_from_msg(msg, cfg.max_image_pixels, decoder_said)
         except ValueError as exc:
             self._error(error_kind(exc), f'frame rejected: {exc}')
             return
+        if decoder_said:
+            # Damaged but decodable (e.g. a JPEG cut short): processed, counted, logged
+            # throttled instead of the decoder printing a line per frame.
+            self.counters.inc('frames.decoder_warnings')
+            self._warn_throttled('decoder', f'decoder warning on a frame (processed anyway; '
+                                 f'{self.counters.get("frames.decoder_warnings")} so far): '
+                                 + '; '.join(decoder_said))
         t1 = time.perf_counter()
         try:
             res = seg(rgb, confidence=want['confidence'], occupancy=want['occupancy'],
@@ -495,11 +501,11 @@ class SegmentNode(LifecycleNode):
         total = self.counters.get(f'errors.{kind}')
         self._warn_throttled(kind, f'[{kind}] {text} ({total} so far)')
 
-    def _warn_throttled(self, kind: str, text: str) -> None:
+    def _warn_throttled(self, kind: str, text: str, at_least: float = 0.0) -> None:
         """Log ``text`` unless a warning of this kind was logged in the last
-        ``log_throttle_sec``."""
+        ``log_throttle_sec`` (or ``at_least`` seconds, if longer)."""
         now = time.monotonic()
-        throttle = self.cfg.log_throttle_sec if self.cfg else 5.0
+        throttle = max(self.cfg.log_throttle_sec if self.cfg else 5.0, at_least)
         if now - self._last_warn.get(kind, -1e9) >= throttle:
             self._last_warn[kind] = now
             self.get_logger().warning(text)
@@ -525,7 +531,7 @@ class SegmentNode(LifecycleNode):
                 'input_rate_hz': f'{self.in_rate.rate():.2f}',
                 'output_rate_hz': f'{self.out_rate.rate():.2f}'}
         for k in ('frames.received', 'frames.processed', 'frames.dropped', 'frames.lost',
-                  'frames.skipped_no_subscribers'):
+                  'frames.decoder_warnings', 'frames.skipped_no_subscribers'):
             vals[k] = str(c.get(k, 0))
         for k, v in sorted(c.items()):
             if k.startswith(('errors.', 'fallbacks')):
