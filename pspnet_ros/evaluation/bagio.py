@@ -153,15 +153,24 @@ class BagSource:
                            f'{self.topics[topic]}; expected one of {", ".join(types)}')
         return self.topics[topic]
 
-    def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, str, int, bytes]]:
-        """``(topic, msgtype, bag time ns, raw CDR)`` in bag order; stops at the first read
-        error (kept in ``read_error``) so a damaged bag still yields what precedes it."""
+    def time_range(self) -> tuple[int, int] | None:
+        """``(first, after last)`` bag time in ns from the bag's index; None for a damaged
+        bag read by scanning."""
+        if not isinstance(self._reader, Reader):
+            return None
+        return int(self._reader.start_time), int(self._reader.end_time)
+
+    def messages(self, topics: Sequence[str], start: int | None = None,
+                 stop: int | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+        """``(topic, msgtype, bag time ns, raw CDR)`` in bag order, with bag time in
+        ``[start, stop)`` when given; stops at the first read error (kept in ``read_error``)
+        so a damaged bag still yields what precedes it."""
         conns = [c for c in self._connections if c.topic in topics]
         readers = self._reader if isinstance(self._reader, list) else [self._reader]
         try:
             for r in readers:
                 own = [c for c in conns if isinstance(self._reader, Reader) or c.owner is r]
-                for conn, t, raw in r.messages(connections=own):
+                for conn, t, raw in r.messages(connections=own, start=start, stop=stop):
                     yield conn.topic, conn.msgtype, t, raw
         except Exception as exc:
             self.read_error = (f'reading stopped early: {type(exc).__name__}: {exc} (bag '

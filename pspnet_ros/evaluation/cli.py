@@ -9,9 +9,9 @@ from ..core.image import DEFAULT_MAX_PIXELS
 
 
 def cmd_eval(args) -> int:
-    from ..cli import segmenter_from_args
     from .bagio import BagError
-    from .evaluator import BagEvaluator, EvalConfig, exit_code
+    from .evaluator import EvalConfig, exit_code
+    from .shards import make_evaluator
     cfg = EvalConfig(bags=args.bags, image_topic=args.image_topic, label_topic=args.label_topic,
                      labels_dir=args.labels_dir, pred_topic=args.pred_topic,
                      stamp_tolerance=args.stamp_tolerance, out=args.out,
@@ -20,19 +20,48 @@ def cmd_eval(args) -> int:
                      max_pixels=args.max_pixels, ignore_index=args.ignore_index,
                      max_pending=args.max_pending, progress=not args.no_progress)
     cfg.validate()
-    if cfg.pred_topic:
-        from ..core import ModelCard, default_card_path, get_label_set
-        name = args.label_set or ModelCard.load(args.model or default_card_path()).label_set
-        ls = get_label_set(name)
-        ev = BagEvaluator(cfg, class_names=ls.classes, palette=ls.palette_array(),
-                          ignore_index=ls.ignore_index)
-    else:
-        ev = BagEvaluator(cfg, segmenter=segmenter_from_args(args))
+    if args.workers > 1 or args.ray_address:
+        return _eval_on_ray(args, cfg)
+    if args.gpus_per_worker:
+        raise ValueError('--gpus-per-worker is for workers on Ray (--workers N or '
+                         '--ray-address); a single process takes --device cuda')
+    if args.workers < 1:
+        raise ValueError(f'--workers must be >= 1, got {args.workers}')
+    ev = make_evaluator(cfg, args.model, args.backend, args.device, args.label_set)
     try:
         report = ev.run()
     except (BagError, FileExistsError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
+    _print_summary(report, cfg)
+    return exit_code(report)
+
+
+def _eval_on_ray(args, cfg) -> int:
+    from .evaluator import exit_code
+    from .fleet import FleetConfig, FleetError, INSTALL_HINT, ray_available, run_fleet
+    if not ray_available():
+        print(f'error: --workers {args.workers}{" --ray-address" if args.ray_address else ""} '
+              f'runs on Ray, which is not installed here; install it with: {INSTALL_HINT}',
+              file=sys.stderr)
+        return 2
+    fc = FleetConfig(workers=args.workers, ray_address=args.ray_address,
+                     cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+                     shard_frames=args.shard_frames, model=args.model, backend=args.backend,
+                     device=args.device, label_set=args.label_set)
+    try:
+        report = run_fleet(cfg, fc)
+    except FleetError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    _print_summary(report, cfg)
+    fl = report['fleet']
+    print(f'{len(fl["shards"])} shards on {fl["workers"]} Ray workers ({fl["nodes"]} node(s)), '
+          f'{fl["retries"]} retried, {fl["failed_shards"]} failed')
+    return exit_code(report)
+
+
+def _print_summary(report: dict, cfg) -> None:
     for b in report['bags']:
         for key in ('error', 'recovered', 'read_error'):
             if b[key]:
@@ -49,7 +78,6 @@ def cmd_eval(args) -> int:
         print(f'{th["frames_per_s"]:.1f} frames/s end to end')
     print(f'wrote report.json, summary.md and plots to {cfg.out}/'
           + (f'; predictions to {cfg.write_bag}' if cfg.write_bag else ''))
-    return exit_code(report)
 
 
 def cmd_make_bag(args) -> int:
@@ -105,6 +133,21 @@ def register(subparsers) -> None:
                    'label before they count as unlabelled (default 256)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     add_model_args(p)
+    from .shards import DEFAULT_SHARD_FRAMES
+    ray = p.add_argument_group('parallel, on Ray', 'many bags, and long bags split in time '
+                               'ranges, on several processes or machines; needs pip install '
+                               "'.[ray]' (see docs/EVALUATION.md)")
+    ray.add_argument('--workers', type=int, default=1, help='Ray workers (actors), each with '
+                     'the model loaded once (default 1: no Ray)')
+    ray.add_argument('--ray-address', default='', help="join this Ray cluster ('auto', "
+                     'HOST:6379 or ray://HOST:10001) instead of starting a local one')
+    ray.add_argument('--cpus-per-worker', type=float, default=1.0, help='CPUs a worker '
+                     'reserves; also its torch threads (default 1)')
+    ray.add_argument('--gpus-per-worker', type=float, default=0.0, help='GPUs a worker '
+                     'reserves (e.g. 1, or 0.5 to share one); the model runs on cuda')
+    ray.add_argument('--shard-frames', type=int, default=DEFAULT_SHARD_FRAMES,
+                     help='split bags with more frames into time ranges of about this many '
+                     f'(default {DEFAULT_SHARD_FRAMES}; 0: never)')
     p.set_defaults(func=cmd_eval)
 
     p = subparsers.add_parser(

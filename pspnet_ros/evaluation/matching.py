@@ -5,7 +5,7 @@ import bisect
 import os
 from pathlib import Path
 import re
-from typing import Any
+from typing import Any, Callable
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 _STAMP_RE = re.compile(r'^(\d+)(?:\.(\d{1,9}))?$')
@@ -29,9 +29,11 @@ class StampMatcher:
     label within the tolerance; each label is used once. An image is decided as soon as no
     better label can arrive (a label stamp beyond ``stamp + tolerance`` was seen), when more
     than ``max_pending`` images wait, or at ``flush``; undecided images get label None.
+    ``on_unmatched`` (optional) is called with each label given up as unmatched.
     """
 
-    def __init__(self, tolerance_ns: int = 0, max_pending: int = 256):
+    def __init__(self, tolerance_ns: int = 0, max_pending: int = 256,
+                 on_unmatched: Callable[[Any], None] | None = None):
         self.tolerance = int(tolerance_ns)
         self.max_pending = int(max_pending)
         self.images: list[tuple[int, Any]] = []
@@ -40,6 +42,7 @@ class StampMatcher:
         self.latest_image = -1
         self.labels_unmatched = 0
         self.labels_duplicate = 0
+        self.on_unmatched = on_unmatched
 
     def add_label(self, stamp: int, label: Any) -> list[tuple[Any, Any]]:
         if stamp in self.labels:
@@ -56,6 +59,9 @@ class StampMatcher:
     def flush(self) -> list[tuple[Any, Any]]:
         out = self._ready(True)
         self.labels_unmatched += len(self.labels)
+        if self.on_unmatched is not None:
+            for label in self.labels.values():
+                self.on_unmatched(label)
         self.labels.clear()
         return out
 
@@ -83,7 +89,9 @@ class StampMatcher:
         horizon = min([s for s, _ in self.images] + [self.latest_image]) - self.tolerance
         stale = [s for s in self.labels if s < horizon]
         for s in stale:
-            del self.labels[s]
+            label = self.labels.pop(s)
+            if self.on_unmatched is not None:
+                self.on_unmatched(label)
         self.labels_unmatched += len(stale)
         return out
 

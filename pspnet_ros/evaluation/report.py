@@ -76,6 +76,19 @@ def markdown(report: dict) -> str:
                   '|---|---:|---:|']
         for name, iou in met['iou'].items():
             lines.append(f'| {name} | {_fmt(iou)} | {met["gt_pixels"][name]} |')
+    lines += per_bag_table(report['bags'])
+    fleet = report.get('fleet')
+    if fleet:
+        lines += ['', '## Parallel run (Ray)', '',
+                  f'- {fleet["workers"]} workers on {fleet["nodes"]} node(s) '
+                  f'({fleet["ray_address"] or "local Ray instance"}), {len(fleet["shards"])} '
+                  f'shards, {fleet["retries"]} retried, {fleet["failed_shards"]} failed',
+                  f'- Ray start and model loading {fleet["startup_s"]:.2f} s, evaluation '
+                  f'{fleet["eval_s"]:.2f} s']
+        for sh in fleet['shards']:
+            if sh['status'] != 'done':
+                lines.append(f'- **failed shard** {sh["id"]} of `{sh["bag"]}` (bag time '
+                             f'{sh["range"]}, {sh["attempts"]} attempts): {sh["error"]}')
     lat = report['latency_ms']
     if any(lat.values()):
         lines += ['', '## Latency (ms per frame)', '', '| stage | p50 | p90 | p99 | mean |',
@@ -95,6 +108,21 @@ def markdown(report: dict) -> str:
     lines += ['', 'Files: `report.json`, `iou.png`, `confusion.png`, `latency.png`, '
               '`samples.png`.', '']
     return '\n'.join(lines)
+
+
+def per_bag_table(bags: Sequence[dict]) -> list[str]:
+    """Markdown lines: one row per bag, lowest mIoU first (bags with nothing scored first)."""
+    if len(bags) < 2 or not any('miou' in b for b in bags):
+        return []
+    lines = ['', '## Per bag (worst first)', '',
+             '| bag | frames | scored | mIoU % | worst classes (IoU %) |',
+             '|---|---:|---:|---:|---|']
+    for b in sorted(bags, key=lambda b: (b['miou'] is not None, b['miou'] or 0.0)):
+        worst = ', '.join(f'{c["class"]} {_fmt(c["iou"])}' for c in b['worst_classes'])
+        note = ' (error)' if b['error'] else ''
+        lines.append(f'| `{b["path"]}`{note} | {b["frames_read"]} | {b["frames_scored"]} | '
+                     f'{_fmt(b["miou"])} | {worst} |')
+    return lines
 
 
 def plot_all(report: dict, timings: dict[str, list[float]], out: Path) -> list[str]:
