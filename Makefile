@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
 
-.PHONY: venv demo test test-export lint clean
+.PHONY: venv demo test test-export test-ray lint clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ $(EXPORT_VENV)/.installed: requirements-export-venv.txt requirements-export.txt 
 
 test-export: $(EXPORT_VENV)/.installed
 	$(EXPORT_VENV)/bin/python -m pytest -q -ra test/test_export.py test/test_parity.py
+
+# Bag evaluation on Ray (eval --workers N, --ray-address): Ray installs beside the main
+# requirements, so into the main venv; tests start a local Ray instance and a two-node cluster
+# on loopback.
+$(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
+	$(PY) -m pip install -q -r requirements-ray.txt
+	touch $@
+
+test-ray: $(VENV)/.ray-installed
+	$(PY) -m pytest -q -ra test/test_eval_ray.py test/test_eval_ray_cluster.py
 
 clean:
 	rm -rf $(VENV) $(EXPORT_VENV) demo_out segment_out build install log *.egg-info

@@ -33,7 +33,9 @@ setup(
     # Optional: `pip install -e '.[export]'` adds what `pspnet-ros export` needs (ONNX,
     # litert-torch for TFLite / int8 / Edge TPU); see docs/BACKENDS.md for why it gets its own
     # venv (`make test-export`).
-    extras_require={'export': requirements('requirements-export.txt')},
+    # `pip install -e '.[ray]'`: Ray for `pspnet-ros eval --workers N` (docs/EVALUATION.md).
+    extras_require={'export': requirements('requirements-export.txt'),
+                    'ray': requirements('requirements-ray.txt')},
     zip_safe=True,
     maintainer='pspnet_ros developers',
     maintainer_email='pspnet-ros@example.org',

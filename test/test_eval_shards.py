@@ -9,6 +9,7 @@ import pytest
 from pspnet_ros.cli import main
 from pspnet_ros.core.image import read_label
 from pspnet_ros.core.labels import CAMVID as CAMVID_SET
+from pspnet_ros.core.metrics import confusion_matrix, scores
 from pspnet_ros.evaluation.bagio import BagWriter, image_msg, make_header
 from pspnet_ros.evaluation.evaluator import BagEvaluator, build_report, EvalConfig, exit_code
 from pspnet_ros.evaluation.shards import merge, plan, ShardWorker
@@ -137,15 +138,14 @@ def test_per_bag_entries_and_table_sorted_worst_first(long_bag, tmp_path):
     assert by['missing']['miou'] is None and by['missing']['error']
     conf = np.zeros((11, 11), np.int64)
     labels = camvid_labels(40, 3)
-    from pspnet_ros.core.metrics import confusion_matrix, scores
     for i in range(2):
         conf += confusion_matrix(np.minimum(labels[i + 1], 10), labels[i], 11, 11)
     s = scores(conf)
     assert by['good']['miou'] == s['miou']
     present = [i for i in range(11) if conf[i].sum()]
     worst = sorted(present, key=lambda i: (s['iou'][i], i))[:3]
-    assert by['good']['worst_classes'] == [{'class': CAMVID_SET.classes[i], 'iou': s['iou'][i]}
-                                          for i in worst]
+    expected = [{'class': CAMVID_SET.classes[i], 'iou': s['iou'][i]} for i in worst]
+    assert by['good']['worst_classes'] == expected
     md = (tmp_path / 'r' / 'summary.md').read_text()
     table = md.split('## Per bag (worst first)')[1].split('\n## ')[0]
     rows = [ln for ln in table.splitlines() if ln.startswith('| `')]
