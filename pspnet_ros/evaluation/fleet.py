@@ -132,17 +132,19 @@ def _run(ray, cfg: EvalConfig, fc: FleetConfig, on_progress, t_start: float) -> 
                                   num_gpus=fc.gpus_per_worker).remote(
             worker_cfg, fc.model, fc.backend, device, fc.label_set, threads, fault)
 
+    # Plans, the progress counter and the workers (each loading the model) start together.
     planner = ray.remote(num_cpus=0)(plan_bag)
     plans = [planner.remote(str(b), i, worker_cfg, fc.shard_frames)
              for i, b in enumerate(cfg.bags)]
+    progress = ray.remote(num_cpus=0)(ProgressCounter).remote()
     workers = [new_worker() for _ in range(fc.workers)]
     try:
         described = ray.get([w.describe.remote() for w in workers])
     except ray.exceptions.RayError as exc:
         raise FleetError(f'a Ray worker could not start: {_reason(exc)}') from exc
     shards = number([s for p in ray.get(plans) for s in p], cfg.samples)
+    ray.get(progress.total.remote())
     d0 = described[0]
-    progress = ray.remote(num_cpus=0)(ProgressCounter).remote()
     pids = [d['pid'] for d in described]
     t_eval = time.perf_counter()
 
