@@ -70,6 +70,10 @@ def test_managed_node_follows_lifecycle_transitions(tmp_path):
         assert _state(n) == 'unconfigured'
     finally:
         assert n.close() == 0
+    log = n.log.read_text()
+    for line in ('configured: model', 'active: listening on', 'deactivated: image subscription '
+                 'and diagnostics stopped', 'cleaned up: publishers and model released'):
+        assert line in log, f'transition not logged: {line}'
 
 
 def test_configure_with_a_missing_model_fails_cleanly(tmp_path):
