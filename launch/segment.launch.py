@@ -1,6 +1,6 @@
 """Start the PSPNet segmentation node with a parameter file and an image topic remap."""
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -14,6 +14,31 @@ def generate_launch_description():
     camera_info_topic = LaunchConfiguration('camera_info_topic')
     use_sim_time = LaunchConfiguration('use_sim_time')
     fastdds_profile = LaunchConfiguration('fastdds_profile')
+    cameras = LaunchConfiguration('cameras')
+
+    def node(context):
+        # cameras:='[front, left, right]' (or 'front,left,right'): one node serves them all,
+        # each on <name>/image and ~/<name>/mask ...; empty keeps the params_file's cameras.
+        text = context.perform_substitution(cameras).strip().strip('[]')
+        names = [n.strip().strip('\'"') for n in text.replace(',', ' ').split()]
+        parameters = [params_file, {'use_sim_time': use_sim_time}]
+        if names:
+            parameters.append({'cameras': names})
+        return [Node(
+            package='pspnet_ros',
+            executable='segment_node',
+            name='pspnet_segmentation',
+            namespace=namespace,
+            parameters=parameters,
+            # image_topic and camera_info_topic are for the single-camera node; remap named
+            # cameras' topics with ros_args (front/image:=...) or a namespace.
+            remappings=[('image', image_topic),
+                        ('image/compressed', [image_topic, '/compressed']),
+                        ('camera_info', camera_info_topic)],
+            output='screen',
+            emulate_tty=True,
+        )]
+
     return LaunchDescription([
         # Camera-sized frames (640x480 and up) need a larger Fast DDS shared-memory segment
         # than the default; the profile applies to every process this launch starts after
@@ -39,16 +64,9 @@ def generate_launch_description():
                               description='camera info topic (used if use_camera_info)'),
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='use /clock (rosbag replay)'),
-        Node(
-            package='pspnet_ros',
-            executable='segment_node',
-            name='pspnet_segmentation',
-            namespace=namespace,
-            parameters=[params_file, {'use_sim_time': use_sim_time}],
-            remappings=[('image', image_topic),
-                        ('image/compressed', [image_topic, '/compressed']),
-                        ('camera_info', camera_info_topic)],
-            output='screen',
-            emulate_tty=True,
-        ),
+        DeclareLaunchArgument('cameras', default_value='',
+                              description='camera names served by one node, e.g. '
+                                          '"[front, left, right]"; empty = the params_file\'s '
+                                          '(one camera by default)'),
+        OpaqueFunction(function=node),
     ])

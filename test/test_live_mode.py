@@ -25,3 +25,33 @@ def test_live_replay_scores_a_camvid_bag_through_the_node(camvid, tmp_path):
     assert rep['frames_scored'] == 4
     assert rep['metrics']['miou'] > 0.4
     assert rep['latency_ms']['p50'] > 0
+
+
+def test_live_replays_one_bag_onto_two_cameras_of_one_node_and_reports_each(camvid, tmp_path):
+    from pspnet_ros.evaluation.makebag import make_bag
+    bag = tmp_path / 'bag'
+    make_bag(camvid / 'val', camvid / 'valannot', bag, rate=1.0, limit=3)
+    proc = subprocess.run(      # one frame per camera every 4 s: slow enough for a busy CPU
+        [sys.executable, '-m', 'pspnet_ros.cli', 'live', str(bag), '--cameras', 'front,rear',
+         '--label-topic', '/camera/labels', '--start-node', '--rate-factor', '0.25',
+         '--out', str(tmp_path / 'out')],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((tmp_path / 'out' / 'live_report.json').read_text())
+    assert set(doc['cameras']) == {'front', 'rear'}
+    for cam, rep in doc['cameras'].items():
+        # A busy machine may drop frames; what is answered is scored, per camera.
+        assert rep['frames_sent'] == 3 and rep['frames_answered'] >= 1, cam
+        assert rep['frames_answered'] + rep['frames_dropped'] == 3, cam
+        assert rep['frames_scored'] == rep['frames_answered'], cam
+        assert rep['metrics']['miou'] > 0.4, cam
+        assert int(rep['node_diagnostics']['frames.processed']) >= 1, cam
+    assert 'front: sent 3, answered' in proc.stdout and 'rear: sent 3' in proc.stdout
+
+
+def test_live_refuses_a_topic_count_that_does_not_match_the_cameras(tmp_path, capsys):
+    from pspnet_ros.cli import main
+    code = main(['live', str(tmp_path), '--cameras', 'a,b,c', '--image-topic', '/x',
+                 '--image-topic', '/y'])
+    assert code == 2
+    assert '--image-topic given 2 times for 3 cameras' in capsys.readouterr().err

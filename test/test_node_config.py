@@ -63,3 +63,38 @@ def test_a_fallback_chain_with_only_the_failed_cpu_backend_fails_clearly():
     cfg = NodeConfig.from_parameters(params(backend='edgetpu', fallback_backends='edgetpu'))
     with pytest.raises(RuntimeError, match='no backend could be loaded: edgetpu: '):
         cfg.build_segmenter()
+
+
+def test_no_cameras_means_one_camera_on_todays_topics():
+    cfg = NodeConfig.from_parameters(params(input_transport='compressed'))
+    (cam,) = cfg.cameras
+    assert not cfg.multi_camera and cam.name == '' and cam.input_transport == 'compressed'
+    assert (cam.topic('image'), cam.topic('camera_info'), cam.output('mask')) == (
+        'image', 'camera_info', '~/mask')
+
+
+def test_named_cameras_take_node_wide_values_unless_overridden():
+    cfg = NodeConfig.from_parameters(params(
+        cameras=['front', 'rear'], use_camera_info=True, max_batch=2, sync_tolerance=0.01,
+        **{'rear.input_transport': 'compressed', 'rear.use_camera_info': False,
+           'front.qos_depth': None}))
+    front, rear = cfg.cameras
+    assert cfg.multi_camera and (cfg.max_batch, cfg.sync_tolerance) == (2, 0.01)
+    assert (front.input_transport, front.use_camera_info, front.qos_depth) == ('raw', True, 2)
+    assert (rear.input_transport, rear.use_camera_info) == ('compressed', False)
+    assert (front.topic('image/compressed'), front.output('occupancy')) == (
+        'front/image/compressed', '~/front/occupancy')
+
+
+@pytest.mark.parametrize('over,match', [
+    ({'cameras': ['front', 'front']}, "'front' appears twice"),
+    ({'cameras': ['front/left']}, 'must start with a letter'),
+    ({'cameras': ['model']}, "camera name 'model' is also a node parameter"),
+    ({'cameras': ['a'], 'a.input_transport': 'h264'}, 'a.input_transport must be raw or'),
+    ({'cameras': ['a'], 'a.qos_depth': 0}, r'a.qos_depth must be 1..100, got 0'),
+    ({'max_batch': 0}, r'max_batch must be 1..64, got 0'),
+    ({'sync_tolerance': -0.1}, r'sync_tolerance \(-0.1\)'),
+])
+def test_bad_camera_settings_are_refused_with_the_reason(over, match):
+    with pytest.raises(ValueError, match=match):
+        NodeConfig.from_parameters(params(**over))

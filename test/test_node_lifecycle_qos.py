@@ -12,6 +12,7 @@ pytestmark = pytest.mark.ros
 rclpy_session()
 
 from pspnet_ros.live import stamp_key  # noqa: E402
+from pspnet_ros.node.config import CAMERA_OVERRIDES  # noqa: E402
 from pspnet_ros.node.segment_node import PARAMETERS  # noqa: E402
 
 
@@ -129,6 +130,9 @@ def test_every_yaml_profile_sets_only_declared_parameters():
     for path in sorted((ROOT / 'config').glob('*.yaml')):
         data = yaml.safe_load(path.read_text())
         params = data['/**']['ros__parameters']
+        # Per-camera overrides: a mapping under each name of "cameras".
+        for cam in params.get('cameras') or []:
+            assert set(params.pop(cam, {})) <= set(CAMERA_OVERRIDES), f'{path.name}: {cam}'
         unknown = set(params) - set(PARAMETERS)
         assert not unknown, f'{path.name}: unknown parameters {unknown}'
     full = yaml.safe_load(PARAMS.read_text())['/**']['ros__parameters']
@@ -146,7 +150,7 @@ def test_launch_file_declares_documented_arguments_and_has_no_side_effects():
     declared = [c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
                 and getattr(c.func, 'id', '') == 'DeclareLaunchArgument']
     assert declared == ['fastdds_profile', 'params_file', 'namespace', 'image_topic',
-                        'camera_info_topic', 'use_sim_time']
+                        'camera_info_topic', 'use_sim_time', 'cameras']
     top_level = [type(n).__name__ for n in tree.body]
     assert set(top_level) <= {'Expr', 'ImportFrom', 'Import', 'FunctionDef'}
     assert "executable='segment_node'" in src and "package='pspnet_ros'" in src

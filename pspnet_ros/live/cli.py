@@ -13,8 +13,15 @@ def register(subparsers) -> None:
         'live', help='publish a bag into segment_node over DDS at real rate; score what comes '
         'back (accuracy, end-to-end latency, drops)')
     p.add_argument('bag', help='bag folder or .db3/.mcap file (e.g. from make-bag)')
-    p.add_argument('--image-topic', default='/camera/image_raw', help='image topic in the bag')
-    p.add_argument('--label-topic', default='', help='ground-truth label topic in the bag')
+    p.add_argument('--image-topic', action='append', default=None,
+                   help='image topic in the bag (default /camera/image_raw); with --cameras '
+                        'give it once per camera, or once to replay one topic onto every '
+                        'camera')
+    p.add_argument('--label-topic', action='append', default=None,
+                   help='ground-truth label topic in the bag (once, or once per camera)')
+    p.add_argument('--cameras', default='',
+                   help='comma-separated camera names of a multi-camera node (its cameras '
+                        'parameter): frames go to <name>/image and each camera is reported')
     p.add_argument('--rate-factor', type=float, default=1.0,
                    help='playback speed (2 = twice real rate)')
     p.add_argument('--limit', type=int, default=None, help='at most this many frames')
@@ -29,27 +36,46 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_live)
 
 
+def _camera_topics(args) -> dict[str, tuple[str, str]]:
+    """Camera name -> (image topic, label topic) from the command line ('' for the single
+    camera of a node without cameras)."""
+    names = [n.strip() for n in args.cameras.split(',') if n.strip()] or ['']
+    images = args.image_topic or ['/camera/image_raw']
+    labels = args.label_topic or ['']
+    for what, given in (('--image-topic', images), ('--label-topic', labels)):
+        if len(given) not in (1, len(names)):
+            raise ValueError(f'{what} given {len(given)} times for {len(names)} cameras; '
+                             'give it once (the same topic for every camera) or once per '
+                             'camera')
+    return {n: (images[i if len(images) > 1 else 0], labels[i if len(labels) > 1 else 0])
+            for i, n in enumerate(names)}
+
+
 def cmd_live(args) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from ..core import get_label_set
     from ..evaluation.bagio import BagError, BagSource
     from .client import LiveClient, default_params_file, start_node, stop_node
-    from .replay import IMAGE_TYPES, replay_live
+    from .replay import IMAGE_TYPES, replay_cameras
     from .transport import use_large_frames_profile
     try:      # check the bag before starting anything; its image type picks the publisher
+        cameras = _camera_topics(args)
         with BagSource(args.bag) as src:
-            image_type = src.require(args.image_topic, IMAGE_TYPES, 'image')
-    except BagError as exc:
+            image_types = {cam: src.require(topic, IMAGE_TYPES, 'image')
+                           for cam, (topic, _) in cameras.items()}
+    except (BagError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
+    multi = list(cameras) != ['']
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     proc = None
     if args.start_node:
         domain = random.randint(120, 200)
         os.environ['ROS_DOMAIN_ID'] = str(domain)
-        proc = start_node(args.params_file or default_params_file(), domain,
+        ros_args = ['-p', f'cameras:=[{",".join(cameras)}]'] if multi else []
+        proc = start_node(args.params_file or default_params_file(), domain, ros_args,
                           log_path=out / 'node.log')
     # Frames of camera size need the large-frames Fast DDS profile here and in the node
     # (start_node gives it one; a node started elsewhere needs it too: docs/ROS_INTERFACE.md).
@@ -57,39 +83,61 @@ def cmd_live(args) -> int:
     rclpy.init()
     # CompressedImage frames go to '<topic>/compressed' (the node needs
     # input_transport: compressed for them).
-    client = LiveClient(node_ns=args.node, image_topic=args.publish_topic,
-                        compressed=image_type.endswith('CompressedImage'), outputs=('mask',))
+    clients = {cam: LiveClient(node_ns=args.node, camera=cam,
+                               image_topic=f'{cam}/image' if cam else args.publish_topic,
+                               compressed=image_types[cam].endswith('CompressedImage'),
+                               outputs=('mask',)) for cam in cameras}
     ex = SingleThreadedExecutor()
-    ex.add_node(client)
+    for client in clients.values():
+        ex.add_node(client)
     try:
-        if not client.wait_for_node(ex, 120):
-            print(f'error: no node at {args.node} subscribed to {args.publish_topic} within '
-                  '120 s (start one, or pass --start-node)', file=sys.stderr)
-            return 2
+        for cam, client in clients.items():
+            if not client.wait_for_node(ex, 120):
+                print(f'error: no node at {args.node} subscribed to {client.pub.topic_name} '
+                      'within 120 s (start one, or pass --start-node)', file=sys.stderr)
+                return 2
         client.spin_until(ex, lambda: False, 1.0)
         ls = get_label_set(client.label_info['label_set'])
         try:
-            rep = replay_live(args.bag, client, ex, args.image_topic, args.label_topic,
-                              num_classes=ls.num_classes, ignore_index=ls.ignore_index,
-                              rate_factor=args.rate_factor, limit=args.limit)
+            reps = replay_cameras(args.bag, {c: (clients[c], *cameras[c]) for c in cameras},
+                                  ex, num_classes=ls.num_classes, ignore_index=ls.ignore_index,
+                                  rate_factor=args.rate_factor, limit=args.limit)
         except BagError as exc:
             print(f'error: {exc}', file=sys.stderr)
             return 2
     finally:
         if proc is not None:
             stop_node(proc)
-        ex.remove_node(client)
-        client.destroy_node()
+        for client in clients.values():
+            ex.remove_node(client)
+            client.destroy_node()
         rclpy.try_shutdown()
-    rep.pop('samples', None)      # images: not for JSON
-    (out / 'live_report.json').write_text(json.dumps(rep, indent=1, default=float) + '\n')
+    for rep in reps.values():
+        rep.pop('samples', None)      # images: not for JSON
+    doc = reps[''] if not multi else {'cameras': reps, **_spread(reps)}
+    (out / 'live_report.json').write_text(json.dumps(doc, indent=1, default=float) + '\n')
+    for cam, rep in reps.items():
+        _print_report(rep, f'{cam}: ' if multi else '')
+    if multi:
+        print(f'all cameras: output {doc["aggregate_output_rate_hz"]:.1f} Hz, per-camera rate '
+              f'spread {doc["output_rate_spread"] * 100:.1f} % of the mean')
+    print(f'wrote {out / "live_report.json"}')
+    return 0
+
+
+def _spread(reps: dict[str, dict]) -> dict:
+    rates = [r['output_rate_hz'] for r in reps.values()]
+    mean = sum(rates) / len(rates)
+    return {'aggregate_output_rate_hz': sum(rates),
+            'output_rate_spread': max(abs(r - mean) for r in rates) / mean if mean else 0.0}
+
+
+def _print_report(rep: dict, prefix: str) -> None:
     lat = rep['latency_ms']
-    print(f'sent {rep["frames_sent"]}, answered {rep["frames_answered"]}, dropped '
+    print(f'{prefix}sent {rep["frames_sent"]}, answered {rep["frames_answered"]}, dropped '
           f'{rep["frames_dropped"]}; input {rep["input_rate_hz"]:.1f} Hz, output '
           f'{rep["output_rate_hz"]:.1f} Hz')
     if lat:
-        print(f'end-to-end latency p50 {lat["p50"]:.0f} ms, p99 {lat["p99"]:.0f} ms')
+        print(f'{prefix}end-to-end latency p50 {lat["p50"]:.0f} ms, p99 {lat["p99"]:.0f} ms')
     if 'metrics' in rep:
-        print(f'mIoU {rep["metrics"]["miou"]:.3f} over {rep["frames_scored"]} frames')
-    print(f'wrote {out / "live_report.json"}')
-    return 0
+        print(f'{prefix}mIoU {rep["metrics"]["miou"]:.3f} over {rep["frames_scored"]} frames')

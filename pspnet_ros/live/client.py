@@ -79,13 +79,23 @@ class Received:
 
 
 class LiveClient(Node):
-    """A camera-like publisher plus subscribers on all of the node's outputs."""
+    """A camera-like publisher plus subscribers on all of the node's outputs.
+
+    With ``camera`` set it plays that camera of a multi-camera node: it publishes on
+    ``<camera>/image`` (unless ``image_topic`` says otherwise) and listens on
+    ``<node_ns>/<camera>/mask`` ...; ``label_info`` and ``/diagnostics`` are the node's.
+    """
 
     def __init__(self, node_ns: str = f'/{NODE_NAME}', image_topic: str = 'image',
                  compressed: bool = False, reliable: bool = False,
                  outputs: tuple[str, ...] = ('mask', 'color_mask', 'overlay', 'occupancy'),
-                 name: str = 'pspnet_live_client'):
-        super().__init__(name)
+                 name: str = 'pspnet_live_client', camera: str = ''):
+        super().__init__(f'{name}_{camera}' if camera and name == 'pspnet_live_client'
+                         else name)
+        if camera and image_topic == 'image':
+            image_topic = f'{camera}/image'
+        out_ns = f'{node_ns}/{camera}' if camera else node_ns
+        self.camera = camera
         pub_qos = qos_profile_sensor_data if not reliable else QoSProfile(
             depth=5, reliability=ReliabilityPolicy.RELIABLE)
         if compressed:
@@ -102,7 +112,7 @@ class LiveClient(Node):
         out_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         types = {'mask': Image, 'color_mask': Image, 'overlay': Image, 'confidence': Image,
                  'occupancy': PointCloud2}
-        self._subs = [self.create_subscription(types[o], f'{node_ns}/{o}',
+        self._subs = [self.create_subscription(types[o], f'{out_ns}/{o}',
                                                self._collector(o), out_qos) for o in outputs]
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -169,10 +179,13 @@ class LiveClient(Node):
         return predicate()
 
 
-def diag_values(arr: DiagnosticArray, node_name: str = NODE_NAME) -> dict[str, str]:
-    """The key/value pairs of the node's status in a DiagnosticArray."""
+def diag_values(arr: DiagnosticArray, node_name: str = NODE_NAME,
+                camera: str = '') -> dict[str, str]:
+    """The key/value pairs of the node's status in a DiagnosticArray (with ``camera``: that
+    camera's status of a multi-camera node)."""
+    suffix = f': camera {camera}' if camera else ': segmentation'
     for s in arr.status:
-        if f'/{node_name}:' in s.name:
+        if f'/{node_name}:' in s.name and s.name.endswith(suffix):
             return {kv.key: kv.value for kv in s.values}
     return {}
 

@@ -38,37 +38,70 @@ def replay_live(bag: str, client: LiveClient, executor, image_topic: str, label_
     Returns a report dict; ``samples`` holds up to ``keep`` (image, labels, prediction, overlay)
     tuples (overlay is the node's ``~/overlay`` when the client subscribed to it, else None).
     """
+    return replay_cameras(bag, {client.camera: (client, image_topic, label_topic)}, executor,
+                          num_classes, ignore_index, rate_factor, limit, settle,
+                          keep)[client.camera]
+
+
+def replay_cameras(bag: str, cameras: dict[str, tuple[LiveClient, str, str]], executor,
+                   num_classes: int = 0, ignore_index: int | None = None,
+                   rate_factor: float = 1.0, limit: int | None = None, settle: float = 5.0,
+                   keep: int = 3) -> dict[str, dict]:
+    """Replay ``bag`` into several cameras of one node at once and score each camera.
+
+    ``cameras`` maps a camera name to ``(client, image topic in the bag, label topic or '')``;
+    several cameras may share a bag topic (one bag replayed onto N cameras). ``limit`` counts
+    frames per camera. Returns one ``replay_live`` report per camera.
+    """
     ts = typestore()
-    labels: dict[int, np.ndarray] = {}
-    images: dict[int, object] = {}
-    sent: list[int] = []
+    state = {cam: {'labels': {}, 'images': {}, 'sent': []} for cam in cameras}
     t0_wall = t0_bag = None
+    itypes = {}
     with BagSource(bag) as src:
-        itype = src.require(image_topic, IMAGE_TYPES, 'image')
-        topics = [image_topic] + ([label_topic] if label_topic else [])
-        if label_topic:
-            src.require(label_topic, ('sensor_msgs/msg/Image',), 'label')
+        for cam, (_, image_topic, label_topic) in cameras.items():
+            itypes[cam] = src.require(image_topic, IMAGE_TYPES, 'image')
+            if label_topic:
+                src.require(label_topic, ('sensor_msgs/msg/Image',), 'label')
+        topics = sorted({t for _, it, lt in cameras.values() for t in (it, lt) if t})
         for topic, msgtype, t, raw in src.messages(topics):
             msg = ts.deserialize_cdr(raw, msgtype)
             key = stamp_ns(msg.header)
-            if topic == label_topic:
-                labels[key] = image_to_labels(msg.height, msg.width, msg.encoding,
-                                              msg.is_bigendian, msg.step,
-                                              np.asarray(msg.data, np.uint8).tobytes())
-                continue
-            if limit is not None and len(sent) >= limit:
+            label_of = [c for c, (_, _, lt) in cameras.items() if lt == topic]
+            if label_of:
+                labels = image_to_labels(msg.height, msg.width, msg.encoding,
+                                         msg.is_bigendian, msg.step,
+                                         np.asarray(msg.data, np.uint8).tobytes())
+                for cam in label_of:
+                    state[cam]['labels'][key] = labels
+            targets = [c for c, (_, it, _) in cameras.items() if it == topic
+                       and (limit is None or len(state[c]['sent']) < limit)]
+            if not targets:
                 continue
             if t0_wall is None:
                 t0_wall, t0_bag = time.monotonic(), t
             due = t0_wall + (t - t0_bag) / 1e9 / rate_factor
-            client.spin_until(executor, lambda: time.monotonic() >= due, 60.0)
-            out = _to_rclpy(itype, msg)
-            client.publish(out)
-            sent.append(stamp_key(out.header))
-            if len(images) < keep:
-                images[sent[-1]] = msg
+            first = cameras[targets[0]][0]
+            first.spin_until(executor, lambda: time.monotonic() >= due, 60.0)
+            for cam in targets:
+                client = cameras[cam][0]
+                out = _to_rclpy(itypes[cam], msg)
+                client.publish(out)
+                st = state[cam]
+                st['sent'].append(stamp_key(out.header))
+                if len(st['images']) < keep:
+                    st['images'][st['sent'][-1]] = msg
         read_error = src.read_error
-    client.spin_until(executor, lambda: all(client.complete(k) for k in sent), settle)
+    any_client = next(iter(cameras.values()))[0]
+    any_client.spin_until(executor, lambda: all(
+        cameras[c][0].complete(k) for c in cameras for k in state[c]['sent']), settle)
+    return {cam: _report(bag, cameras[cam][0], itypes[cam], state[cam], read_error,
+                         num_classes, ignore_index, keep) for cam in cameras}
+
+
+def _report(bag, client: LiveClient, itype: str, st: dict, read_error, num_classes: int,
+            ignore_index: int | None, keep: int) -> dict:
+    """Score what came back for one camera's sent frames."""
+    sent, labels, images = st['sent'], st['labels'], st['images']
     conf = np.zeros((num_classes, num_classes), np.int64) if num_classes else None
     latencies, answered, scored = [], 0, 0
     samples = []
@@ -113,5 +146,6 @@ def replay_live(bag: str, client: LiveClient, executor, image_topic: str, label_
     if conf is not None and scored:
         report['metrics'] = scores(conf)
     if client.diagnostics:
-        report['node_diagnostics'] = diag_values(client.diagnostics[-1])
+        report['node_diagnostics'] = diag_values(client.diagnostics[-1], client.node_name,
+                                                 client.camera)
     return report

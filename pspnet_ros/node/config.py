@@ -8,13 +8,17 @@ from ..core.backends import applicable_options, parse_option_value
 from ..core.card import check_input_size
 from ..core.segmenter import check_region, Region
 from ..core.threads import check_affinity, thread_count
+from .cameras import check_camera_names
 
 # Changing these needs a new model: only allowed while unconfigured.
 READ_ONLY_AFTER_CONFIGURE = frozenset({
     'model', 'backend', 'backend_options', 'device', 'fallback_backends', 'input_size',
     'resize_mode',
-    'num_threads', 'cpu_affinity', 'input_transport', 'image_qos', 'qos_depth', 'use_camera_info',
-    'diagnostics_period'})
+    'num_threads', 'cpu_affinity', 'input_transport', 'image_qos', 'qos_depth',
+    'use_camera_info', 'diagnostics_period', 'cameras', 'max_batch', 'sync_tolerance',
+    'sync_wait'})
+# Parameters a camera may override as "<camera>.<parameter>" (unset: the node-wide value).
+CAMERA_OVERRIDES = ('input_transport', 'use_camera_info', 'image_qos', 'qos_depth')
 
 
 def parse_regions(specs: list[str]) -> dict[str, Region]:
@@ -53,6 +57,67 @@ def parse_options(specs: list[str]) -> dict:
     return out
 
 
+def _check_transport(value, where: str = '') -> str:
+    if value not in ('raw', 'compressed'):
+        raise ValueError(f'{where}input_transport must be raw or compressed, got {value!r}')
+    return value
+
+
+def _check_qos(value, where: str = '') -> str:
+    if value not in ('sensor_data', 'reliable'):
+        raise ValueError(f'{where}image_qos must be sensor_data or reliable, got {value!r}')
+    return value
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera's input settings. ``name`` is empty for the single camera of a node without
+    ``cameras`` (topics ``image``, ``camera_info``; outputs ``~/mask`` ...); otherwise its
+    topics are ``<name>/image`` ... and its outputs ``~/<name>/mask`` ..."""
+
+    name: str = ''
+    input_transport: str = 'raw'
+    image_qos: str = 'sensor_data'
+    qos_depth: int = 2
+    use_camera_info: bool = False
+
+    @property
+    def label(self) -> str:
+        """The camera's name in logs and diagnostics."""
+        return self.name or 'image'
+
+    def topic(self, base: str) -> str:
+        """An input topic of this camera (``image``, ``image/compressed``, ``camera_info``)."""
+        return f'{self.name}/{base}' if self.name else base
+
+    def output(self, base: str) -> str:
+        """An output topic of this camera (``~/mask`` or ``~/<name>/mask``)."""
+        return f'~/{self.name}/{base}' if self.name else f'~/{base}'
+
+
+def cameras_from_parameters(p: dict) -> tuple[CameraConfig, ...]:
+    """The camera list from ``cameras`` and the ``<camera>.<parameter>`` overrides in ``p``
+    (a missing or None override takes the node-wide value)."""
+    names = check_camera_names([n for n in (p.get('cameras') or [])])
+    clash = sorted(set(names) & set(p))
+    if clash:
+        raise ValueError(f'camera name {clash[0]!r} is also a node parameter; rename the camera')
+    out = []
+    for name in names or ('',):
+        values = {}
+        for key in CAMERA_OVERRIDES:
+            v = p.get(f'{name}.{key}') if name else None
+            values[key] = p[key] if v is None else v
+        where = f'{name}.' if name else ''
+        out.append(CameraConfig(
+            name=name, input_transport=_check_transport(values['input_transport'], where),
+            image_qos=_check_qos(values['image_qos'], where),
+            qos_depth=int(values['qos_depth']), use_camera_info=bool(values['use_camera_info'])))
+        if not 1 <= out[-1].qos_depth <= 100:
+            raise ValueError(f'{where}qos_depth must be 1..100, got {out[-1].qos_depth}')
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything the node reads from its parameters, validated once."""
@@ -79,6 +144,15 @@ class NodeConfig:
     diagnostics_period: float = 1.0
     log_throttle_sec: float = 5.0
     starvation_warn_sec: float = 3.0
+    cameras: tuple[CameraConfig, ...] = (CameraConfig(),)
+    max_batch: int = 4
+    sync_tolerance: float = 0.0
+    sync_wait: float = 0.1
+
+    @property
+    def multi_camera(self) -> bool:
+        """Whether cameras are named (outputs under ``~/<camera>/``)."""
+        return bool(self.cameras[0].name)
 
     @classmethod
     def from_parameters(cls, p: dict) -> 'NodeConfig':
@@ -88,11 +162,17 @@ class NodeConfig:
 
     @classmethod
     def _from_parameters(cls, p: dict) -> 'NodeConfig':
-        if p['input_transport'] not in ('raw', 'compressed'):
-            raise ValueError(f'input_transport must be raw or compressed, got '
-                             f'{p["input_transport"]!r}')
-        if p['image_qos'] not in ('sensor_data', 'reliable'):
-            raise ValueError(f'image_qos must be sensor_data or reliable, got {p["image_qos"]!r}')
+        _check_transport(p['input_transport'])
+        _check_qos(p['image_qos'])
+        cameras = cameras_from_parameters(p)
+        max_batch = int(p.get('max_batch', 4))
+        if not 1 <= max_batch <= 64:
+            raise ValueError(f'max_batch must be 1..64, got {max_batch}')
+        sync_tolerance = float(p.get('sync_tolerance', 0.0))
+        sync_wait = float(p.get('sync_wait', 0.1))
+        if sync_tolerance < 0 or sync_wait < 0:
+            raise ValueError(f'sync_tolerance ({sync_tolerance}) and sync_wait ({sync_wait}) '
+                             'must be >= 0 seconds')
         size = list(p['input_size'] or [0, 0])
         if size != [0, 0]:
             check_input_size(size, 'input_size ([0, 0] = the model card value)')
@@ -118,7 +198,9 @@ class NodeConfig:
             regions=parse_regions(list(p['occupancy_regions'] or [])),
             diagnostics_period=float(p['diagnostics_period']),
             log_throttle_sec=float(p['log_throttle_sec']),
-            starvation_warn_sec=float(p.get('starvation_warn_sec', 3.0)))
+            starvation_warn_sec=float(p.get('starvation_warn_sec', 3.0)),
+            cameras=cameras, max_batch=max_batch, sync_tolerance=sync_tolerance,
+            sync_wait=sync_wait)
 
     def updated(self, changes: dict) -> 'NodeConfig':
         """A copy with run-time (cosmetic) parameter changes applied."""

@@ -5,6 +5,8 @@ where cv_bridge exists a test checks both give identical arrays.
 """
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 
@@ -81,3 +83,16 @@ def error_kind(exc: Exception) -> str:
         if key in text:
             return name
     return 'bad_image'
+
+
+def cdr_stamp(raw: bytes) -> float:
+    """Header stamp (seconds) of a serialized message that starts with a std_msgs/Header
+    (Image, CompressedImage), read without deserializing it; 0.0 if ``raw`` is too short.
+
+    CDR: 4 bytes of encapsulation (byte 1 is 1 for little endian), then ``stamp.sec`` (int32)
+    and ``stamp.nanosec`` (uint32).
+    """
+    if len(raw) < 12:
+        return 0.0
+    sec, nanosec = struct.unpack('<iI' if raw[1] & 1 else '>iI', raw[4:12])
+    return sec + nanosec * 1e-9

@@ -2,15 +2,17 @@
 
 Subscribes ``image`` (or ``image/compressed``) and optionally ``camera_info``; publishes
 ``~/mask``, ``~/color_mask``, ``~/overlay``, ``~/confidence``, ``~/occupancy``,
-``~/camera_info``, ``~/label_info`` and ``/diagnostics``. Inference runs on a worker thread;
-the newest frame wins and every overwritten frame is counted as dropped.
+``~/camera_info``, ``~/label_info`` and ``/diagnostics``. With ``cameras: [front, ...]`` each
+camera has its own ``front/image`` ... inputs and ``~/front/mask`` ... outputs, and one model
+serves them all. Inference runs on one worker thread; per camera the newest frame wins and
+every overwritten frame is counted as dropped; the scheduler (``cameras.CameraSet``) batches
+the waiting frames of all cameras fairly.
 """
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 import json
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -28,13 +30,18 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
-from ..core.image import ImageError
+from ..core.image import ensure_rgb8, ImageError
 from ..core.segmenter import overlay
 from ..core.threads import configure_threads, ThreadSettings, usable_cpus
-from .config import NodeConfig, READ_ONLY_AFTER_CONFIGURE
-from .convert import (error_kind, float_to_msg, image_from_msg, labels_to_msg,
+from .cameras import Batch, CameraSet
+from .config import CameraConfig, NodeConfig, READ_ONLY_AFTER_CONFIGURE
+from .convert import (cdr_stamp, error_kind, float_to_msg, image_from_msg, labels_to_msg,
                       occupancy_to_msg, rgb_to_msg)
 from .stats import Counters, LatencyStats, RateMeter
+
+OUTPUTS = ('mask', 'color_mask', 'overlay', 'confidence', 'occupancy', 'camera_info')
+FRAME_COUNTS = ('frames.received', 'frames.processed', 'frames.dropped', 'frames.lost',
+                'frames.decoder_warnings', 'frames.skipped_no_subscribers')
 
 
 def _desc(text: str, *, lo=None, hi=None, step=None, integer=False,
@@ -100,7 +107,47 @@ PARAMETERS = {
                                     lo=0.0, hi=3600.0)),
     'autostart': (True, _desc('configure and activate on start (set false under a lifecycle '
                               'manager)', read_only=True)),
+    'cameras': ([], _desc('camera names; each subscribes <name>/image (or '
+                          '<name>/image/compressed) and <name>/camera_info and publishes '
+                          '~/<name>/mask ...; empty = one camera on image, outputs ~/mask ...')),
+    'max_batch': (4, _desc('most frames (one per camera) run together in one batch',
+                           lo=1, hi=64, integer=True)),
+    'sync_tolerance': (0.0, _desc('seconds; > 0 batches the frames of one capture instant '
+                                  '(stamps within this of each other); 0 = off',
+                                  lo=0.0, hi=10.0)),
+    'sync_wait': (0.1, _desc('seconds a synchronised set waits for its missing cameras before '
+                             'it runs without them (counted)', lo=0.0, hi=10.0)),
 }
+# Arrays: declared by type, since an empty default has no type.
+ARRAYS = {'occupancy_regions': Parameter.Type.STRING_ARRAY,
+          'backend_options': Parameter.Type.STRING_ARRAY,
+          'cpu_affinity': Parameter.Type.INTEGER_ARRAY,
+          'cameras': Parameter.Type.STRING_ARRAY}
+# Types of the per-camera overrides "<camera>.<parameter>".
+OVERRIDE_TYPES = {'input_transport': Parameter.Type.STRING, 'image_qos': Parameter.Type.STRING,
+                  'qos_depth': Parameter.Type.INTEGER, 'use_camera_info': Parameter.Type.BOOL}
+
+
+class _Camera:
+    """One camera's ROS side: its subscriptions, publishers, camera info and statistics."""
+
+    def __init__(self, cfg: CameraConfig):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.subs: list = []
+        self.pubs: dict = {}
+        self.in_type = Image
+        self.camera_info: CameraInfo | None = None
+        self.counters = Counters()
+        self.latency = LatencyStats()
+        self.in_rate, self.out_rate = RateMeter(), RateMeter()
+        self.last_frame = time.monotonic()
+        self.last_lost = -1e9              # when the middleware last reported lost frames
+        self.matched_since: float | None = None
+
+    def wanted(self, name: str) -> bool:
+        pub = self.pubs.get(name)
+        return pub is not None and pub.get_subscription_count() > 0
 
 
 class SegmentNode(LifecycleNode):
@@ -108,30 +155,27 @@ class SegmentNode(LifecycleNode):
 
     def __init__(self, node_name: str = 'pspnet_segmentation', **kwargs):
         super().__init__(node_name, **kwargs)
-        arrays = {'occupancy_regions': Parameter.Type.STRING_ARRAY,
-                  'backend_options': Parameter.Type.STRING_ARRAY,
-                  'cpu_affinity': Parameter.Type.INTEGER_ARRAY}
         for name, (default, desc) in PARAMETERS.items():
-            if name in arrays:
-                # Arrays: declared by type, since an empty default has no type.
-                self.declare_parameter(name, arrays[name], desc)
+            if name in ARRAYS:
+                self.declare_parameter(name, ARRAYS[name], desc)
                 try:
                     unset = self.get_parameter(name).value is None
                 except ParameterUninitializedException:   # not in the params file
                     unset = True
                 if unset:
-                    self.set_parameters([Parameter(name, arrays[name], list(default))])
+                    self.set_parameters([Parameter(name, ARRAYS[name], list(default))])
             else:
                 self.declare_parameter(name, default, desc)
+        self._declare_camera_overrides()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.cfg: NodeConfig | None = None
         self.segmenter = None
         self.backend_note = ''
+        # Model-wide counters and stage latencies (per-batch); per-camera ones are in _Camera.
         self.counters = Counters()
         self.latency = LatencyStats()
-        self.in_rate, self.out_rate = RateMeter(), RateMeter()
-        self._slot = None
-        self._cond = threading.Condition()
+        self.cams: dict[str, _Camera] = {}
+        self.camset: CameraSet | None = None
         # Every model build and every inference runs on this one thread. PyTorch's OpenMP
         # pool belongs to the thread that calls it; building the model on the executor thread
         # and running it on another leaves two pools on the cores, which made inference ~35 %
@@ -140,27 +184,33 @@ class SegmentNode(LifecycleNode):
                                               thread_name_prefix='pspnet_inference')
         self._worker: Future | None = None
         self._running = False
-        self._camera_info: CameraInfo | None = None
-        self._subs = []
         self._pubs: dict = {}
         self._diag_timer = None
         self._last_warn: dict[str, float] = {}
         self.options_note = ''
         self._start_cpus = usable_cpus()
         self.threads = configure_threads(0)
-        self._last_lost = -1e9               # when the middleware last reported lost frames
-        self._last_frame = time.monotonic()
-        self._matched_since: float | None = None
         if self.get_parameter('autostart').value:
             self.trigger_configure()
             if self._state_machine.current_state[1] == 'inactive':
                 self.trigger_activate()
 
     # -- parameters --------------------------------------------------------------------------
+    def _declare_camera_overrides(self) -> None:
+        """Declare ``<camera>.<parameter>`` for every camera in ``cameras`` (by type, unset
+        unless the parameter file sets it: unset means the node-wide value)."""
+        for name in self.get_parameter('cameras').value or []:
+            for key, typ in OVERRIDE_TYPES.items():
+                full = f'{name}.{key}'
+                if not self.has_parameter(full):
+                    self.declare_parameter(full, typ, ParameterDescriptor(
+                        description=f'{key} for camera {name}; unset = the node-wide {key}'))
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         configured = self.cfg is not None
         for p in params:
-            if configured and p.name in READ_ONLY_AFTER_CONFIGURE:
+            override = '.' in p.name and p.name.rsplit('.', 1)[1] in OVERRIDE_TYPES
+            if configured and (p.name in READ_ONLY_AFTER_CONFIGURE or override):
                 return SetParametersResult(
                     successful=False,
                     reason=f'{p.name} is read-only while configured; deactivate and clean up '
@@ -184,12 +234,21 @@ class SegmentNode(LifecycleNode):
     def _read_config(self, changes: dict | None = None) -> NodeConfig:
         """The configuration from the current parameters, with ``changes`` applied."""
         values = {name: self.get_parameter(name).value for name in PARAMETERS}
-        values.update({k: v for k, v in (changes or {}).items() if k in PARAMETERS})
+        for name in values.get('cameras') or []:
+            for key in OVERRIDE_TYPES:
+                full = f'{name}.{key}'
+                try:
+                    values[full] = self.get_parameter(full).value if self.has_parameter(
+                        full) else None
+                except ParameterUninitializedException:
+                    values[full] = None
+        values.update(changes or {})
         return NodeConfig.from_parameters(values)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
+            self._declare_camera_overrides()   # cameras may have changed since start
             self.cfg = self._read_config()
             self.threads = self._apply_threads(self.cfg)
             self.options_note = self.cfg.options_for(self.cfg.backend)[1]
@@ -202,6 +261,10 @@ class SegmentNode(LifecycleNode):
         for note in (self.options_note, *self.threads.notes, self.backend_note):
             if note:
                 self.get_logger().warning(note)
+        cfg = self.cfg
+        self.cams = {c.name: _Camera(c) for c in cfg.cameras}
+        self.camset = CameraSet(list(self.cams), max_batch=cfg.max_batch,
+                                sync_tolerance=cfg.sync_tolerance, sync_wait=cfg.sync_wait)
         self._make_publishers()
         self.get_logger().info(
             f'configured: model {self.segmenter.card.name} ({self.segmenter.num_classes} '
@@ -218,9 +281,14 @@ class SegmentNode(LifecycleNode):
         self._make_subscriptions()
         self._publish_label_info()
         self._running = True
+        self.camset.reopen()
         self._worker = self._infer_pool.submit(self._work)
         self._diag_timer = self.create_timer(self.cfg.diagnostics_period, self._publish_diag)
-        self.get_logger().info(f'active: listening on {self._subs[0].topic_name}')
+        topics = ', '.join(c.subs[0].topic_name for c in self.cams.values())
+        extra = (f' ({len(self.cams)} cameras, batches of up to {self.cfg.max_batch}'
+                 + (f', synchronised within {self.cfg.sync_tolerance} s' if
+                    self.cfg.sync_tolerance else '') + ')') if self.cfg.multi_camera else ''
+        self.get_logger().info(f'active: listening on {topics}{extra}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -243,19 +311,26 @@ class SegmentNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release_inputs(self) -> None:
-        """Stop the worker, the image/camera_info subscriptions and the diagnostics timer."""
+        """Stop the worker, every camera's subscriptions and the diagnostics timer."""
         self._stop_worker()
-        for s in self._subs:
-            self.destroy_subscription(s)
-        self._subs = []
+        for cam in self.cams.values():
+            for s in cam.subs:
+                self.destroy_subscription(s)
+            cam.subs = []
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
 
     def _release_outputs(self) -> None:
+        for cam in self.cams.values():
+            for p in cam.pubs.values():
+                self.destroy_publisher(p)
+            cam.pubs = {}
         for p in self._pubs.values():
             self.destroy_publisher(p)
         self._pubs = {}
+        self.cams = {}
+        self.camset = None
         self.segmenter = None
         self.cfg = None
 
@@ -270,81 +345,87 @@ class SegmentNode(LifecycleNode):
         events = PublisherEventCallbacks(incompatible_qos=self._on_pub_incompatible)
         spec = {'mask': Image, 'color_mask': Image, 'overlay': Image, 'confidence': Image,
                 'occupancy': PointCloud2, 'camera_info': CameraInfo}
-        for name, typ in spec.items():
-            self._pubs[name] = self.create_publisher(typ, f'~/{name}', out_qos,
-                                                     event_callbacks=events)
+        for cam in self.cams.values():
+            for name, typ in spec.items():
+                cam.pubs[name] = self.create_publisher(typ, cam.cfg.output(name), out_qos,
+                                                       event_callbacks=events)
         self._pubs['label_info'] = self.create_publisher(String, '~/label_info', latched)
         self._pubs['diagnostics'] = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
     def _make_subscriptions(self) -> None:
-        cfg = self.cfg
+        for cam in self.cams.values():
+            self._subscribe(cam)
+
+    def _subscribe(self, cam: _Camera) -> None:
+        cfg = cam.cfg
         reliability = (ReliabilityPolicy.RELIABLE if cfg.image_qos == 'reliable'
                        else ReliabilityPolicy.BEST_EFFORT)
         qos = QoSProfile(depth=cfg.qos_depth, reliability=reliability,
                          history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_sub_incompatible,
-                                            message_lost=self._on_message_lost)
-        self._last_frame = time.monotonic()
-        self._matched_since = None
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=lambda event: self._on_sub_incompatible(cam, event),
+            message_lost=lambda event: self._on_message_lost(cam, event))
+        cam.last_frame = time.monotonic()
+        cam.matched_since = None
         # raw=True: the callback gets the serialized bytes and only the frame the worker
         # takes is turned into a Python message, so frames dropped under overload cost a copy,
         # not a conversion holding the GIL that inference also needs.
         if cfg.input_transport == 'compressed':
-            self._in_type = CompressedImage
-            sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
-                                           qos, event_callbacks=events, raw=True)
+            cam.in_type, topic = CompressedImage, cfg.topic('image/compressed')
         else:
-            self._in_type = Image
-            sub = self.create_subscription(Image, 'image', self._on_image, qos,
-                                           event_callbacks=events, raw=True)
-        self._subs = [sub]
+            cam.in_type, topic = Image, cfg.topic('image')
+        cam.subs = [self.create_subscription(cam.in_type, topic,
+                                             lambda raw: self._on_image(cam, raw), qos,
+                                             event_callbacks=events, raw=True)]
         if cfg.use_camera_info:
-            self._subs.append(self.create_subscription(CameraInfo, 'camera_info',
-                                                       self._on_camera_info, qos))
+            cam.subs.append(self.create_subscription(
+                CameraInfo, cfg.topic('camera_info'),
+                lambda msg: setattr(cam, 'camera_info', msg), qos))
 
-    def _on_sub_incompatible(self, event) -> None:
-        self.counters.inc('errors.qos_incompatible')
-        want = self.cfg.image_qos if self.cfg else '?'
+    def _on_sub_incompatible(self, cam: _Camera, event) -> None:
+        cam.counters.inc('errors.qos_incompatible')
+        want = cam.cfg.image_qos
         fix = ('set image_qos: sensor_data (best effort accepts any publisher)'
                if want == 'reliable' else
                'the publisher asks for something this subscription does not offer; check its '
                'durability/deadline settings')
-        topic = self._subs[0].topic_name if self._subs else 'image'
+        topic = cam.subs[0].topic_name if cam.subs else cam.cfg.topic('image')
         self.get_logger().warning(
             f'incompatible QoS with a publisher on {topic} (policy {event.last_policy_kind}); '
             f'no frames will arrive: {fix}')
 
-    def _on_message_lost(self, event) -> None:
+    def _on_message_lost(self, cam: _Camera, event) -> None:
         # The middleware saw frames that never reached this subscription (e.g. fragments
         # dropped: camera-sized frames without the large-frames profile).
         n = int(event.total_count_change)
         if n <= 0:
             return
-        self.counters.inc('frames.lost', n)
-        self._last_lost = time.monotonic()
-        self._warn_throttled('transport', f'{n} frame(s) lost in transport before reaching '
-                             f'the node ({self.counters.get("frames.lost")} so far): '
-                             f'{LARGE_FRAMES_FIX}', TRANSPORT_WARN_PERIOD)
+        cam.counters.inc('frames.lost', n)
+        cam.last_lost = time.monotonic()
+        where = f'{cam.name}: ' if cam.name else ''
+        self._warn_throttled(f'{cam.name}/transport', f'{where}{n} frame(s) lost in transport '
+                             f'before reaching the node ({cam.counters.get("frames.lost")} so '
+                             f'far): {LARGE_FRAMES_FIX}', TRANSPORT_WARN_PERIOD)
 
-    def _starvation(self, now: float) -> float:
-        """Seconds without a frame while publishers are matched on the image topic (0 when
-        frames arrive or nobody publishes); logged at most once a minute."""
-        if not self._subs or self.cfg is None:
+    def _starvation(self, cam: _Camera, now: float) -> float:
+        """Seconds without a frame while publishers are matched on the camera's image topic
+        (0 when frames arrive or nobody publishes); logged at most once a minute."""
+        if not cam.subs or self.cfg is None:
             return 0.0
-        topic = self._subs[0].topic_name
+        topic = cam.subs[0].topic_name
         publishers = self.count_publishers(topic)
         if publishers == 0:
-            self._matched_since = None
+            cam.matched_since = None
             return 0.0
-        if self._matched_since is None:
-            self._matched_since = now
-        quiet = now - max(self._last_frame, self._matched_since)
+        if cam.matched_since is None:
+            cam.matched_since = now
+        quiet = now - max(cam.last_frame, cam.matched_since)
         if quiet < self.cfg.starvation_warn_sec:
             return 0.0
         self._warn_throttled(
-            'transport', f'{publishers} publisher(s) matched on {topic} but no frame arrived '
-            f'for {quiet:.1f} s ({self.counters.get("frames.lost")} reported lost): '
-            f'{LARGE_FRAMES_FIX}', TRANSPORT_WARN_PERIOD)
+            f'{cam.name}/transport', f'{publishers} publisher(s) matched on {topic} but no '
+            f'frame arrived for {quiet:.1f} s ({cam.counters.get("frames.lost")} reported '
+            f'lost): {LARGE_FRAMES_FIX}', TRANSPORT_WARN_PERIOD)
         return quiet
 
     def _on_pub_incompatible(self, event) -> None:
@@ -355,37 +436,29 @@ class SegmentNode(LifecycleNode):
             'transient local): subscribe with a compatible profile')
 
     # -- data path ---------------------------------------------------------------------------
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-
-    def _on_image(self, msg) -> None:
+    def _on_image(self, cam: _Camera, raw: bytes) -> None:
         now = time.monotonic()
-        self._last_frame = now
-        self.counters.inc('frames.received')
-        self.in_rate.tick(now)
-        with self._cond:
-            if self._slot is not None:
-                self.counters.inc('frames.dropped')
-            self._slot = (msg, now)
-            self._cond.notify()
+        cam.last_frame = now
+        cam.counters.inc('frames.received')
+        cam.in_rate.tick(now)
+        camset = self.camset
+        if camset is not None and camset.put(cam.name, raw, cdr_stamp(raw), now):
+            cam.counters.inc('frames.dropped')
 
     def _work(self) -> None:
-        while True:
-            with self._cond:
-                while self._running and self._slot is None:
-                    self._cond.wait(0.5)
-                if not self._running:
-                    return
-                msg, t_recv = self._slot
-                self._slot = None
+        camset = self.camset
+        while self._running:
+            batch = camset.wait(0.5)
+            if batch is None or not self._running:
+                continue
             try:
-                self._process(msg, t_recv)
+                self._process(batch)
             except Exception as exc:  # a bad frame or a failing backend must not kill the node
                 if not self._running or not self.context.ok():
                     # Ctrl-C / SIGTERM / shutdown during a frame: its outputs are gone with
                     # ROS; not an error.
                     return
-                self._error('internal', f'unexpected {type(exc).__name__}: {exc}')
+                self._error(None, 'internal', f'unexpected {type(exc).__name__}: {exc}')
 
     def _close_inference(self) -> None:
         """Stop the worker and release the inference thread (shutdown, process exit)."""
@@ -393,10 +466,10 @@ class SegmentNode(LifecycleNode):
         self._infer_pool.shutdown(wait=False)
 
     def _stop_worker(self) -> None:
-        with self._cond:
-            self._running = False
-            self._slot = None
-            self._cond.notify_all()
+        self._running = False
+        if self.camset is not None:
+            self.camset.close()
+            self.camset.clear()
         if self._worker is not None:
             try:
                 self._worker.result(timeout=10.0)
@@ -404,58 +477,93 @@ class SegmentNode(LifecycleNode):
                 self.get_logger().warning('inference thread still busy after 10 s; leaving it')
             self._worker = None
 
-    def _wanted(self, name: str) -> bool:
-        pub = self._pubs.get(name)
-        return pub is not None and pub.get_subscription_count() > 0
-
-    def _process(self, msg, t_recv: float) -> None:
+    def _process(self, batch: Batch) -> None:
+        """Decode the batch's frames, run the good ones together (``max_batch`` at a time) and
+        publish each camera's outputs with its own input header."""
         cfg, seg = self.cfg, self.segmenter
         if cfg is None or seg is None:
             return
-        outputs = ('mask', 'color_mask', 'overlay', 'confidence', 'occupancy', 'camera_info')
-        want = {n: self._wanted(n) for n in outputs}
-        want['color_mask'] &= cfg.publish_color_mask
-        want['overlay'] &= cfg.publish_overlay
-        want['confidence'] &= cfg.publish_confidence
-        if not any(want.values()):
-            self.counters.inc('frames.skipped_no_subscribers')
-            return
-        t0 = time.perf_counter()
-        if isinstance(msg, bytes):
+        ready = []      # (camera, message, rgb, wanted outputs, receive time, decode seconds)
+        for frame in batch.frames:
+            cam = self.cams[frame.camera]
+            want = {n: cam.wanted(n) for n in OUTPUTS}
+            want['color_mask'] &= cfg.publish_color_mask
+            want['overlay'] &= cfg.publish_overlay
+            want['confidence'] &= cfg.publish_confidence
+            if not any(want.values()):
+                cam.counters.inc('frames.skipped_no_subscribers')
+                continue
+            t0 = time.perf_counter()
             try:
-                msg = deserialize_message(msg, self._in_type)
+                msg = deserialize_message(frame.payload, cam.in_type)
             except Exception as exc:  # not CDR of the subscribed type
-                self._error('deserialize', f'frame rejected: cannot deserialize '
-                            f'{self._in_type.__name__}: {exc}')
-                return
-        decoder_said: list[str] = []
+                self._error(cam, 'deserialize', f'frame rejected: cannot deserialize '
+                            f'{cam.in_type.__name__}: {exc}')
+                continue
+            decoder_said: list[str] = []
+            try:
+                # The Segmenter's own check too, per frame, so one bad frame never costs the
+                # rest of the batch.
+                rgb = ensure_rgb8(image_from_msg(msg, cfg.max_image_pixels, decoder_said),
+                                  seg.max_pixels)
+            except ValueError as exc:
+                self._error(cam, error_kind(exc), f'frame rejected: {exc}')
+                continue
+            if decoder_said:
+                # Damaged but decodable (e.g. a JPEG cut short): processed, counted, logged
+                # throttled instead of the decoder printing a line per frame.
+                cam.counters.inc('frames.decoder_warnings')
+                where = f'{cam.name}: ' if cam.name else ''
+                self._warn_throttled(
+                    f'{cam.name}/decoder', f'{where}decoder warning on a frame (processed '
+                    f'anyway; {cam.counters.get("frames.decoder_warnings")} so far): '
+                    + '; '.join(decoder_said))
+            ready.append((cam, msg, rgb, want, frame.received, time.perf_counter() - t0))
+        if not batch.complete:
+            self.counters.inc('sync.incomplete')
+        elif cfg.sync_tolerance > 0:
+            self.counters.inc('sync.complete')
+        for i in range(0, len(ready), cfg.max_batch):
+            self._run(ready[i:i + cfg.max_batch])
+
+    def _run(self, ready: list) -> None:
+        cfg, seg = self.cfg, self.segmenter
         try:
-            rgb = image_from_msg(msg, cfg.max_image_pixels, decoder_said)
-        except ValueError as exc:
-            self._error(error_kind(exc), f'frame rejected: {exc}')
-            return
-        if decoder_said:
-            # Damaged but decodable (e.g. a JPEG cut short): processed, counted, logged
-            # throttled instead of the decoder printing a line per frame.
-            self.counters.inc('frames.decoder_warnings')
-            self._warn_throttled('decoder', f'decoder warning on a frame (processed anyway; '
-                                 f'{self.counters.get("frames.decoder_warnings")} so far): '
-                                 + '; '.join(decoder_said))
-        t1 = time.perf_counter()
-        try:
-            res = seg(rgb, confidence=want['confidence'], occupancy=want['occupancy'],
-                      regions=cfg.regions)
+            results = seg.segment_batch([r[2] for r in ready],
+                                        confidence=[r[3]['confidence'] for r in ready],
+                                        occupancy=[r[3]['occupancy'] for r in ready],
+                                        regions=cfg.regions)
         except ImageError as exc:
             # A bad frame says nothing about the backend: never a reason to fall back.
-            self._error(error_kind(exc), f'frame rejected: {exc}')
+            for cam, *_ in ready:
+                self._error(cam, error_kind(exc), f'frame rejected: {exc}')
             return
         except Exception as exc:
-            self._error('inference', f'inference failed on {seg.backend.describe()}: {exc}')
+            for cam, *_ in ready:     # each camera's diagnostics show its lost frames
+                cam.counters.inc('errors.inference')
+            self._error(None, 'inference', f'inference failed on {seg.backend.describe()} '
+                        f'(batch of {len(ready)}): {exc}')
             self._try_fallback(exc)
             return
-        t2 = time.perf_counter()
-        header = msg.header
-        pubs = self._pubs
+        self.counters.inc('batches')
+        self.counters.inc('batches.frames', len(ready))
+        timings = results[0].timings
+        self.latency.add('inference', timings['inference'])
+        for (cam, msg, rgb, want, t_recv, decode_s), res in zip(ready, results):
+            t2 = time.perf_counter()
+            self._publish(cam, msg.header, rgb, want, res, seg)
+            t3 = time.perf_counter()
+            cam.counters.inc('frames.processed')
+            cam.out_rate.tick()
+            lat = cam.latency
+            lat.add('decode', decode_s)
+            for k in ('preprocess', 'inference', 'postprocess'):
+                lat.add(k, res.timings[k])
+            lat.add('encode_publish', t3 - t2)
+            lat.add('end_to_end', time.monotonic() - t_recv)
+
+    def _publish(self, cam: _Camera, header, rgb, want: dict, res, seg) -> None:
+        cfg, pubs = self.cfg, cam.pubs
         if want['mask']:
             pubs['mask'].publish(labels_to_msg(res.labels, header))
         if want['color_mask'] or want['overlay']:
@@ -470,19 +578,10 @@ class SegmentNode(LifecycleNode):
         if want['occupancy']:
             pubs['occupancy'].publish(occupancy_to_msg(res.occupancy, seg.class_names,
                                                        cfg.regions, header))
-        if want['camera_info'] and self._camera_info is not None:
-            info = self._camera_info
+        if want['camera_info'] and cam.camera_info is not None:
+            info = cam.camera_info
             info.header = header
             pubs['camera_info'].publish(info)
-        t3 = time.perf_counter()
-        self.counters.inc('frames.processed')
-        self.out_rate.tick()
-        lat = self.latency
-        lat.add('decode', t1 - t0)
-        for k in ('preprocess', 'inference', 'postprocess'):
-            lat.add(k, res.timings[k])
-        lat.add('encode_publish', t3 - t2)
-        lat.add('end_to_end', time.monotonic() - t_recv)
 
     def _try_fallback(self, exc: Exception) -> None:
         try:
@@ -496,10 +595,14 @@ class SegmentNode(LifecycleNode):
             self.counters.inc('fallbacks')
             self.get_logger().warning(note)
 
-    def _error(self, kind: str, text: str) -> None:
-        self.counters.inc(f'errors.{kind}')
-        total = self.counters.get(f'errors.{kind}')
-        self._warn_throttled(kind, f'[{kind}] {text} ({total} so far)')
+    def _error(self, cam: _Camera | None, kind: str, text: str) -> None:
+        """Count an error (for ``cam``, or model-wide) and log it, throttled per kind."""
+        counters = cam.counters if cam is not None else self.counters
+        counters.inc(f'errors.{kind}')
+        where = f'{cam.cfg.label}: ' if cam is not None and cam.name else ''
+        total = counters.get(f'errors.{kind}')
+        self._warn_throttled(f'{cam.name if cam else ""}/{kind}',
+                             f'[{kind}] {where}{text} ({total} so far)')
 
     def _warn_throttled(self, kind: str, text: str, at_least: float = 0.0) -> None:
         """Log ``text`` unless a warning of this kind was logged in the last
@@ -523,22 +626,39 @@ class SegmentNode(LifecycleNode):
                                       for n, b in self.cfg.regions.items()]}
         self._pubs['label_info'].publish(String(data=json.dumps(info)))
 
-    def diagnostics_values(self) -> dict[str, str]:
-        c = self.counters.snapshot()
-        vals = {'backend': self.segmenter.backend.name if self.segmenter else 'none',
-                'device': self.segmenter.backend.device if self.segmenter else 'none',
-                'model': self.segmenter.card.name if self.segmenter else 'none',
-                'input_rate_hz': f'{self.in_rate.rate():.2f}',
-                'output_rate_hz': f'{self.out_rate.rate():.2f}'}
-        for k in ('frames.received', 'frames.processed', 'frames.dropped', 'frames.lost',
-                  'frames.decoder_warnings', 'frames.skipped_no_subscribers'):
-            vals[k] = str(c.get(k, 0))
-        for k, v in sorted(c.items()):
-            if k.startswith(('errors.', 'fallbacks')):
+    @staticmethod
+    def _stats_values(counters: dict, latency: dict) -> dict[str, str]:
+        vals = {}
+        for k, v in sorted(counters.items()):
+            if k.startswith(('errors.', 'fallbacks', 'sync.')):
                 vals[k] = str(v)
-        for stage, s in self.latency.summary().items():
+        for stage, s in latency.items():
             for q in ('p50_ms', 'p90_ms', 'p99_ms'):
                 vals[f'latency.{stage}.{q}'] = f'{s[q]:.2f}'
+        return vals
+
+    def camera_values(self, cam: _Camera) -> dict[str, str]:
+        """One camera's diagnostics: rates, frame counts, errors, latency percentiles."""
+        c = cam.counters.snapshot()
+        vals = {'input_rate_hz': f'{cam.in_rate.rate():.2f}',
+                'output_rate_hz': f'{cam.out_rate.rate():.2f}'}
+        for k in FRAME_COUNTS:
+            vals[k] = str(c.get(k, 0))
+        vals.update(self._stats_values(c, cam.latency.summary()))
+        return vals
+
+    def model_values(self) -> dict[str, str]:
+        """The shared model's diagnostics: backend, batches, model-wide errors."""
+        seg = self.segmenter
+        c = self.counters.snapshot()
+        vals = {'backend': seg.backend.name if seg else 'none',
+                'device': seg.backend.device if seg else 'none',
+                'model': seg.card.name if seg else 'none'}
+        batches = c.get('batches', 0)
+        vals['batches'] = str(batches)
+        vals['mean_batch'] = f'{c.get("batches.frames", 0) / batches:.2f}' if batches else '0'
+        vals.update(self._stats_values(c, {f'batch_{k}': v for k, v in
+                                           self.latency.summary().items()}))
         if self.backend_note:
             vals['backend_note'] = self.backend_note
         if self.options_note:
@@ -547,33 +667,66 @@ class SegmentNode(LifecycleNode):
         vals['cpus'] = ','.join(str(c) for c in self.threads.usable_cpus)
         return vals
 
-    def _publish_diag(self) -> None:
-        now = time.monotonic()
-        vals = self.diagnostics_values()
-        starved = self._starvation(now)
+    def diagnostics_values(self) -> dict[str, str]:
+        """The node status: the model's values plus every camera's frame counts and rates
+        summed (for one unnamed camera: exactly that camera's values)."""
+        vals = self.model_values()
+        cams = list(self.cams.values())
+        if len(cams) == 1 and not cams[0].name:
+            vals.update(self.camera_values(cams[0]))
+            return vals
+        per = [self.camera_values(c) for c in cams]
+        for k in ('input_rate_hz', 'output_rate_hz'):
+            vals[k] = f'{sum(float(v[k]) for v in per):.2f}'
+        for k in FRAME_COUNTS:
+            vals[k] = str(sum(int(v[k]) for v in per))
+        vals['cameras'] = ','.join(c.name for c in cams)
+        return vals
+
+    def _starving(self, cam: _Camera, now: float) -> str:
+        """Why ``cam`` gets no frames (starved, or frames lost recently), or ''."""
+        starved = self._starvation(cam, now)
+        recent_loss = now - cam.last_lost < max(10.0, self.cfg.starvation_warn_sec)
+        if not (starved or recent_loss):
+            return ''
+        what = (f'no frames for {starved:.0f} s from matched publishers' if starved
+                else 'frames lost in transport')
+        where = f'{cam.name}: ' if cam.name else ''
+        return (f'{where}{what} (frames.lost {cam.counters.get("frames.lost")}): '
+                f'{LARGE_FRAMES_FIX}')
+
+    def _status(self, name: str, vals: dict[str, str], notes: list[str],
+                fallback: bool) -> DiagnosticStatus:
         errors = sum(int(v) for k, v in vals.items() if k.startswith('errors.'))
-        lost = int(vals['frames.lost'])
-        recent_loss = now - self._last_lost < max(10.0, self.cfg.starvation_warn_sec)
         st = DiagnosticStatus()
-        st.name = f'{self.get_fully_qualified_name()}: segmentation'
-        st.hardware_id = vals['device']
-        if errors or self.backend_note or starved or recent_loss:
+        st.name = f'{self.get_fully_qualified_name()}: {name}'
+        st.hardware_id = self.segmenter.backend.device if self.segmenter else 'none'
+        if errors or fallback or notes:
             st.level = DiagnosticStatus.WARN
             parts = [f'{errors} frame errors'] if errors else []
-            if self.backend_note:
+            if fallback:
                 parts.append('running on fallback backend')
-            if starved or recent_loss:
-                what = (f'no frames for {starved:.0f} s from matched publishers' if starved
-                        else 'frames lost in transport')
-                parts.append(f'{what} (frames.lost {lost}): {LARGE_FRAMES_FIX}')
-            st.message = '; '.join(parts)
+            st.message = '; '.join(parts + notes)
         else:
             st.level = DiagnosticStatus.OK
             st.message = 'ok'
         st.values = [KeyValue(key=k, value=v) for k, v in vals.items()]
+        return st
+
+    def _publish_diag(self) -> None:
+        now = time.monotonic()
+        starving = {c.name: self._starving(c, now) for c in self.cams.values()}
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [st]
+        multi = self.cfg is not None and self.cfg.multi_camera
+        # The node status names every starving camera; a camera status names its own.
+        arr.status = [self._status('segmentation', self.diagnostics_values(),
+                                   [n for n in starving.values() if n],
+                                   bool(self.backend_note))]
+        if multi:
+            arr.status += [self._status(f'camera {c.name}', self.camera_values(c),
+                                        [starving[c.name]] if starving[c.name] else [], False)
+                           for c in self.cams.values()]
         self._pubs['diagnostics'].publish(arr)
 
 

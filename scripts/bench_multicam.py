@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""Multi-camera benchmark: one multi-camera node against N single-camera nodes, same backend.
+
+For each camera count N (default 1, 2, 4), in one run and over real DDS:
+- ``multi``: one ``segment_node`` with ``cameras: [cam0 .. camN-1]`` (one model, batches);
+- ``single``: N ``segment_node`` processes, one camera each (N models, N inference threads).
+Each setup gets two phases of ``--seconds``: every camera publishing 480x360 frames (CamVid
+val, different frames per camera) at ``--rate`` (10 Hz), then at ``--overload-rate``. Cameras
+are not synchronised: camera i publishes ``i / N`` of a period after camera 0.
+
+Measured per setup and phase: resident memory of the node process(es) (VmRSS summed), the
+aggregate output rate (masks received per second, all cameras), the per-camera output rates
+and their spread (largest deviation from the mean, in % of the mean), per-camera end-to-end
+p99 (publish -> mask received), and the bare ``Segmenter.segment_batch`` time for one batch of
+min(N, max_batch) frames in this process, to compare p99 against.
+
+Targets (issue 12, 2-core CPU): 4-camera node RSS <= 1.3x the 1-camera node's; its
+aggregate output rate >= four single-camera nodes'; per-camera rates within +-15 % under
+overload; per-camera p99 <= 2.5x the bare time for one batch. Prints a table, writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import platform
+import random
+import sys
+import time
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def load_frames(shared: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
+    import cv2
+    from pspnet_ros.core import read_image
+    val = shared / 'data' / 'camvid' / 'val'
+    if val.is_dir():
+        imgs = [read_image(p) for p in sorted(val.glob('*.png'))[:n]]
+    else:
+        rng = np.random.default_rng(0)
+        imgs = [rng.integers(0, 256, (360, 480, 3), dtype=np.uint8) for _ in range(n)]
+    h, w = size
+    return [img if img.shape[:2] == (h, w) else
+            cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA) for img in imgs]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (0 if it is gone)."""
+    try:
+        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def bare_batch_ms(seg, frames: list[np.ndarray], n: int, repeats: int) -> float:
+    """Median time of one ``segment_batch`` of ``n`` frames (labels + occupancy)."""
+    batch = [frames[i % len(frames)] for i in range(n)]
+    seg.segment_batch(batch)                      # first run of this batch size: warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        seg.segment_batch(batch)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+class Setup:
+    """Node process(es) for N cameras plus one LiveClient per camera."""
+
+    def __init__(self, mode: str, n: int, params_file: str, domain: int, out: Path,
+                 max_batch: int, executor):
+        from pspnet_ros.live import LiveClient, start_node
+        self.mode, self.n, self.ex = mode, n, executor
+        self.cams = [f'cam{i}' for i in range(n)]
+        self.procs, self.clients = [], {}
+        if mode == 'multi':
+            args = ['-r', '__node:=bench_multi', '-p', f'cameras:=[{",".join(self.cams)}]',
+                    '-p', f'max_batch:={max_batch}']
+            self.procs.append(start_node(params_file, domain, args,
+                                         out / f'multi_{n}.node.log'))
+            for cam in self.cams:
+                self.clients[cam] = LiveClient(node_ns='/bench_multi', camera=cam,
+                                               outputs=('mask',), name=f'bench_{cam}')
+        else:
+            for i, cam in enumerate(self.cams):
+                args = ['-r', f'__node:=bench_single_{i}', '-r', f'image:={cam}/image']
+                self.procs.append(start_node(params_file, domain, args,
+                                             out / f'single_{n}_{i}.node.log'))
+                self.clients[cam] = LiveClient(node_ns=f'/bench_single_{i}',
+                                               image_topic=f'{cam}/image', outputs=('mask',),
+                                               name=f'bench_{cam}')
+        for c in self.clients.values():
+            executor.add_node(c)
+
+    def wait_ready(self, timeout: float = 180.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.ex.spin_once(timeout_sec=0.1)
+            if all(c.pub.get_subscription_count() > 0 and c.label_info is not None
+                   for c in self.clients.values()):
+                return True
+        return False
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        return next(iter(self.clients.values())).spin_until(self.ex, predicate, timeout)
+
+    def rss_mb(self) -> float:
+        return sum(rss_mb(p.pid) for p in self.procs)
+
+    def phase(self, frames: dict[str, list[np.ndarray]], rate: float, seconds: float,
+              stamp0: int, settle: float) -> dict:
+        """Publish every camera at ``rate`` for ``seconds`` (staggered); collect answers."""
+        period = 1.0 / rate
+        sent = {cam: [] for cam in self.cams}
+        t0 = time.monotonic()
+        events = []
+        k = 0
+        while k * period < seconds:
+            for i, cam in enumerate(self.cams):
+                events.append((t0 + k * period + i * period / self.n, cam, k))
+            k += 1
+        for due, cam, k in sorted(events):
+            self.spin_until(lambda: time.monotonic() >= due, 10)
+            client = self.clients[cam]
+            msg = client.make_image(frames[cam][k % len(frames[cam])], stamp0 + k,
+                                    frame_id=cam)
+            client.publish(msg)
+            sent[cam].append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+        t_end = time.monotonic()
+        rss = self.rss_mb()
+
+        def all_done():
+            return all(c.complete(key) for cam, c in self.clients.items() for key in sent[cam])
+        self.spin_until(all_done, settle)
+        per_cam = {}
+        for cam, client in self.clients.items():
+            got = [key for key in sent[cam] if client.complete(key)]
+            e2e = [client.received[key].times['mask'] - client.sent[key] for key in got]
+            per_cam[cam] = {
+                'sent': len(sent[cam]), 'answered': len(got),
+                'output_rate_hz': len(got) / (t_end - t0),
+                'e2e_ms_p50': float(np.percentile(e2e, 50) * 1e3) if e2e else None,
+                'e2e_ms_p99': float(np.percentile(e2e, 99) * 1e3) if e2e else None,
+            }
+            for key in sent[cam]:           # keep the client's memory flat between phases
+                client.received.pop(key, None)
+                client.sent.pop(key, None)
+        rates = [v['output_rate_hz'] for v in per_cam.values()]
+        mean = float(np.mean(rates))
+        p99s = [v['e2e_ms_p99'] for v in per_cam.values() if v['e2e_ms_p99'] is not None]
+        return {'input_rate_hz': rate, 'seconds': t_end - t0, 'rss_mb': rss,
+                'aggregate_output_rate_hz': float(sum(rates)),
+                'rate_spread_pct': (max(abs(r - mean) for r in rates) / mean * 100
+                                    if mean > 0 else None),
+                'e2e_ms_p99_worst_camera': max(p99s) if p99s else None,
+                'cameras': per_cam}
+
+    def close(self) -> list[int]:
+        from pspnet_ros.live import stop_node
+        codes = [stop_node(p) for p in self.procs]
+        for c in self.clients.values():
+            self.ex.remove_node(c)
+            c.destroy_node()
+        return codes
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--shared', default=str(ROOT.parent / 'shared'))
+    p.add_argument('--cameras', default='1,2,4', help='camera counts to compare')
+    p.add_argument('--modes', default='multi,single', help='multi, single or both')
+    p.add_argument('--rate', type=float, default=10.0, help='per-camera input rate (Hz)')
+    p.add_argument('--overload-rate', type=float, default=30.0,
+                   help='per-camera input rate of the overload phase (Hz)')
+    p.add_argument('--seconds', type=float, default=20.0, help='length of each phase')
+    p.add_argument('--settle', type=float, default=5.0,
+                   help='seconds to wait for outstanding masks after a phase')
+    p.add_argument('--size', default='480x360', help='frame WIDTHxHEIGHT')
+    p.add_argument('--frames', type=int, default=20, help='distinct frames per camera')
+    p.add_argument('--max-batch', type=int, default=4, help='max_batch of the multi node')
+    p.add_argument('--bare-repeats', type=int, default=10)
+    p.add_argument('--params-file', default=str(ROOT / 'config' / 'segment.yaml'),
+                   help='node parameters; the bare Segmenter gets the same backend options')
+    p.add_argument('--out', default='bench_out/multicam.json')
+    args = p.parse_args(argv)
+    counts = [int(v) for v in args.cameras.split(',') if v.strip()]
+    modes = [m.strip() for m in args.modes.split(',') if m.strip()]
+    if set(modes) - {'multi', 'single'}:
+        p.error(f'--modes takes multi and/or single, got {args.modes!r}')
+    w, h = (int(v) for v in args.size.lower().split('x'))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pool = load_frames(Path(args.shared), args.frames * max(counts), (h, w))
+    frames = {f'cam{i}': pool[i::max(counts)] for i in range(max(counts))}
+
+    import yaml
+    from pspnet_ros.core import default_card_path, Segmenter
+    from pspnet_ros.node.config import parse_options
+    params = yaml.safe_load(Path(args.params_file).read_text())['/**']['ros__parameters']
+    options = parse_options(params.get('backend_options', []))
+    seg = Segmenter(params.get('model') or default_card_path(),
+                    backend=params.get('backend', 'torch'), device=params.get('device', 'cpu'),
+                    backend_options=options)
+    bare = {n: bare_batch_ms(seg, pool, min(n, args.max_batch), args.bare_repeats)
+            for n in counts}
+    del seg
+
+    domain = random.randint(120, 200)
+    os.environ['ROS_DOMAIN_ID'] = str(domain)
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    rclpy.init()
+    ex = SingleThreadedExecutor()
+    runs = []
+    stamp = 1_000_000_000
+    try:
+        for n in counts:
+            for mode in modes:
+                setup = Setup(mode, n, args.params_file, domain, out.parent, args.max_batch,
+                              ex)
+                try:
+                    if not setup.wait_ready():
+                        raise SystemExit(f'{mode} {n}: node(s) did not come up; logs in '
+                                         f'{out.parent}')
+                    warm = setup.phase(frames, 2.0, 2.0, stamp, args.settle)  # warm-up
+                    stamp += 1_000_000
+                    rss_idle = setup.rss_mb()
+                    run = {'mode': mode, 'cameras': n, 'rss_mb_after_warmup': rss_idle,
+                           'warmup_answered': sum(c['answered'] for c in
+                                                  warm['cameras'].values())}
+                    for name, rate in (('nominal', args.rate), ('overload', args.overload_rate)):
+                        run[name] = setup.phase(frames, rate, args.seconds, stamp, args.settle)
+                        stamp += 1_000_000
+                        run[name]['p99_over_bare_batch'] = (
+                            run[name]['e2e_ms_p99_worst_camera'] / bare[n]
+                            if run[name]['e2e_ms_p99_worst_camera'] else None)
+                finally:
+                    run['exit_codes'] = setup.close()
+                runs.append(run)
+                print(f'done: {mode} x{n}', flush=True)
+    finally:
+        rclpy.try_shutdown()
+
+    def find(mode, n):
+        return next((r for r in runs if r['mode'] == mode and r['cameras'] == n), None)
+    checks = {}
+    m1, m4, s4 = find('multi', 1), find('multi', 4), find('single', 4)
+    if m1 and m4:
+        checks['rss_4cam_over_1cam'] = m4['overload']['rss_mb'] / m1['overload']['rss_mb']
+    if m4 and s4:
+        checks['aggregate_rate_multi4_over_single4'] = (
+            m4['overload']['aggregate_output_rate_hz']
+            / max(s4['overload']['aggregate_output_rate_hz'], 1e-9))
+        checks['rss_single4_over_multi4'] = s4['overload']['rss_mb'] / m4['overload']['rss_mb']
+    if m4:
+        checks['rate_spread_pct_multi4_overload'] = m4['overload']['rate_spread_pct']
+        checks['p99_over_bare_batch_multi4_nominal'] = m4['nominal']['p99_over_bare_batch']
+    result = {
+        'machine': f'{platform.node()} {platform.machine()} {os.cpu_count()} cpus',
+        'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+        'backend': params.get('backend', 'torch'), 'device': params.get('device', 'cpu'),
+        'backend_options': options, 'frame_size': [h, w], 'rate_hz': args.rate,
+        'overload_rate_hz': args.overload_rate, 'seconds': args.seconds,
+        'max_batch': args.max_batch, 'bare_batch_ms': {str(k): v for k, v in bare.items()},
+        'runs': runs, 'checks': checks,
+        'targets': {'rss_4cam_over_1cam': '<= 1.3', 'aggregate_rate_multi4_over_single4': '>= 1.0',
+                    'rate_spread_pct_multi4_overload': '<= 15',
+                    'p99_over_bare_batch_multi4_nominal': '<= 2.5'},
+    }
+    print('\nbare segment_batch time: ' + ', '.join(
+        f'{min(n, args.max_batch)} frames {v:.1f} ms' for n, v in bare.items()))
+    head = (f'{"setup":>10s} {"phase":>9s} {"in Hz/cam":>9s} {"RSS MB":>8s} {"out Hz":>8s} '
+            f'{"spread %":>8s} {"p99 ms":>8s} {"p99/bare":>8s}')
+    print('\n' + head)
+    for r in runs:
+        for phase in ('nominal', 'overload'):
+            ph = r[phase]
+
+            def fmt(v, spec):
+                return format(v, spec) if v is not None else '-'
+            print(f'{r["mode"] + " x" + str(r["cameras"]):>10s} {phase:>9s} '
+                  f'{ph["input_rate_hz"]:9.1f} {ph["rss_mb"]:8.0f} '
+                  f'{ph["aggregate_output_rate_hz"]:8.2f} {fmt(ph["rate_spread_pct"], "8.1f")} '
+                  f'{fmt(ph["e2e_ms_p99_worst_camera"], "8.0f")} '
+                  f'{fmt(ph["p99_over_bare_batch"], "8.2f")}')
+    if checks:
+        targets = ', '.join(f'{k} {v}' for k, v in result['targets'].items())
+        print(f'\nchecks (targets: {targets})')
+        for k, v in checks.items():
+            print(f'  {k}: {v:.2f}' if v is not None else f'  {k}: -')
+    out.write_text(json.dumps(result, indent=1) + '\n')
+    print(f'\nwrote {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

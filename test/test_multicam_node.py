@@ -1,0 +1,252 @@
+"""One node, three cameras, over real DDS with the node in its own process."""
+import time
+
+import numpy as np
+import pytest
+
+from ros_fixtures import DOMAIN, PARAMS, rclpy_session
+
+pytestmark = pytest.mark.ros
+rclpy_session()
+
+from pspnet_ros.core import read_image, rosimage, Segmenter  # noqa: E402
+from pspnet_ros.live import (diag_values, LiveClient, Received, stamp_key,  # noqa: E402
+                             start_node, stop_node)
+
+from conftest import CAMVID, DEFAULT_CARD  # noqa: E402
+
+CAMS = ('front', 'left', 'right')
+NODE = 'pspnet_multicam'
+# Distinct stamp ranges per camera: an output on the wrong camera's topic would show.
+BASE = {'front': 1_800_000_000_000_000_000, 'left': 1_810_000_000_000_000_000,
+        'right': 1_820_000_000_000_000_000}
+
+
+@pytest.fixture(scope='module')
+def frames():
+    names = {'front': '0016E5_07965.png', 'left': '0016E5_08085.png',
+             'right': '0016E5_07975.png'}
+    out = {}
+    for cam, name in names.items():
+        path = CAMVID / 'val' / name
+        if not path.exists():
+            pytest.skip(f'{path} is not present (shared CamVid data)')
+        out[cam] = read_image(path)
+    return out
+
+
+class Rig:
+    """The node process plus one LiveClient per camera, spun by one executor."""
+
+    def __init__(self, tmp, ros_args):
+        from rclpy.executors import SingleThreadedExecutor
+        self.log = tmp / 'node.log'
+        args = ['-r', f'__node:={NODE}', '-p', f'cameras:=[{",".join(CAMS)}]',
+                '-p', 'log_throttle_sec:=0.0'] + list(ros_args)
+        self.proc = start_node(PARAMS, DOMAIN, args, self.log)
+        self.ex = SingleThreadedExecutor()
+        self.clients = {}
+        for cam in CAMS:
+            self.clients[cam] = LiveClient(node_ns=f'/{NODE}', camera=cam,
+                                           compressed=cam == 'right', reliable=True,
+                                           outputs=('mask', 'occupancy'))
+            self.ex.add_node(self.clients[cam])
+        end = time.monotonic() + 120
+        ok = False
+        while time.monotonic() < end and not ok:
+            self.ex.spin_once(timeout_sec=0.1)
+            ok = all(c.pub.get_subscription_count() > 0 and c.label_info is not None
+                     for c in self.clients.values())
+        if not ok:
+            self.close()
+            raise AssertionError('node did not come up:\n' + self.log.read_text())
+        self.spin(1.0)
+
+    def spin_until(self, predicate, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            self.ex.spin_once(timeout_sec=0.02)
+        return predicate()
+
+    def spin(self, seconds):
+        self.spin_until(lambda: False, seconds)
+
+    def make(self, cam, rgb, i):
+        return self.clients[cam].make_image(rgb, BASE[cam] + i, frame_id=f'{cam}_optical',
+                                            compressed=cam == 'right')
+
+    def diag(self, cam='', predicate=lambda v: True, timeout=15.0):
+        client = self.clients['front']
+        seen = len(client.diagnostics)
+        found = {}
+
+        def check():
+            nonlocal found
+            if len(client.diagnostics) > seen:
+                v = diag_values(client.diagnostics[-1], NODE, cam)
+                if v and predicate(v):
+                    found = v
+                    return True
+            return False
+        self.spin_until(check, timeout)
+        return found
+
+    def close(self):
+        code = stop_node(self.proc)
+        for c in self.clients.values():
+            self.ex.remove_node(c)
+            c.destroy_node()
+        return code
+
+
+@pytest.fixture(scope='module')
+def rig(tmp_path_factory):
+    r = Rig(tmp_path_factory.mktemp('multicam'),
+            ['-p', 'image_qos:=reliable', '-p', 'qos_depth:=5', '-p', 'max_batch:=3',
+             '-p', 'right.input_transport:=compressed', '-p', 'max_image_pixels:=200000'])
+    yield r
+    assert r.close() == 0, 'node did not shut down cleanly on SIGINT'
+    log = r.log.read_text()
+    assert 'Traceback' not in log, log
+
+
+def _labels(m):
+    return rosimage.image_to_labels(m.height, m.width, m.encoding, m.is_bigendian, m.step,
+                                    bytes(m.data))
+
+
+def test_each_camera_gets_its_own_masks_equal_to_the_bare_segmenter(rig, frames):
+    bare = Segmenter(DEFAULT_CARD, backend_options={'channels_last': True})
+    sent = {}
+    for i in range(3):
+        for cam in CAMS:
+            msg = rig.make(cam, frames[cam], i)
+            sent[(cam, stamp_key(msg.header))] = msg
+            rig.clients[cam].publish(msg)
+        assert rig.spin_until(lambda: all(rig.clients[c].complete(BASE[c] + i) for c in CAMS),
+                              60), f'round {i}: not every camera was answered'
+    for cam in CAMS:
+        client = rig.clients[cam]
+        # Only this camera's stamps arrive on this camera's topics: nothing crosses.
+        assert set(client.received) == {BASE[cam] + i for i in range(3)}, cam
+        msg = sent[(cam, BASE[cam])]
+        rgb = (rosimage.compressed_to_rgb(msg.format, bytes(msg.data)) if cam == 'right'
+               else frames[cam])
+        expect = bare(rgb, occupancy=False).labels
+        for key in client.received:
+            rec = client.received[key]
+            for name, out in rec.msgs.items():
+                assert out.header.frame_id == f'{cam}_optical', (cam, name)
+                assert stamp_key(out.header) == key
+            assert np.array_equal(_labels(rec.msgs['mask']), expect), cam
+    # The three cameras' frames differ, and so do their masks.
+    masks = [_labels(rig.clients[c].received[BASE[c]].msgs['mask']) for c in CAMS]
+    assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[0], masks[2])
+
+
+def test_diagnostics_have_one_status_per_camera_and_the_shared_model(rig):
+    node = rig.diag('', lambda v: int(v.get('frames.processed', 0)) >= 9)
+    assert node['cameras'] == 'front,left,right'
+    assert node['backend'] == 'torch' and int(node['batches']) >= 1
+    assert 1.0 <= float(node['mean_batch']) <= 3.0
+    assert 'latency.batch_inference.p99_ms' in node
+    for cam in CAMS:
+        v = rig.diag(cam, lambda v: int(v['frames.processed']) >= 3)
+        assert v, f'no diagnostics status for camera {cam}'
+        for key in ('input_rate_hz', 'output_rate_hz', 'frames.received', 'frames.dropped',
+                    'latency.end_to_end.p50_ms', 'latency.end_to_end.p90_ms',
+                    'latency.end_to_end.p99_ms'):
+            assert key in v, (cam, key)
+
+
+def test_a_camera_of_bad_frames_and_a_silent_one_do_not_stall_the_others(rig, frames):
+    from sensor_msgs.msg import Image
+    before = {cam: rig.diag(cam) for cam in CAMS}
+    small = frames['front'][:120, :160].copy()
+    bad_sent = 0
+    for i in range(8):
+        bad = Image(height=60, width=80, encoding='rgb8', step=100)   # step < 3 * width
+        bad.data = bytes(6000)
+        bad.header.stamp.sec = 1_810_500_000 + i
+        for _ in range(3):       # 'left' floods bad frames; 'right' is silent
+            rig.clients['left'].publish(bad)
+            bad_sent += 1
+        msg = rig.make('front', small, 100 + i)
+        rig.clients['front'].publish(msg)
+        assert rig.spin_until(lambda: rig.clients['front'].complete(stamp_key(msg.header)),
+                              20), f'front frame {i} was not answered'
+    left = rig.diag('left', lambda v: int(v['frames.received'])
+                    - int(before['left']['frames.received']) == bad_sent, 20)
+    assert left, 'the node did not report every bad frame of camera left'
+    errors = sum(int(x) for k, x in left.items() if k.startswith('errors.'))
+    dropped = int(left['frames.dropped']) - int(before['left']['frames.dropped'])
+    # Every bad frame was either rejected with a reason or replaced by a newer one.
+    assert errors + dropped == bad_sent and errors >= 8
+    assert int(left['frames.processed']) == int(before['left']['frames.processed'])
+    front = rig.diag('front')
+    assert not any(k.startswith('errors.') for k in front)
+    assert 'frame rejected' in rig.log.read_text() and 'left: ' in rig.log.read_text()
+
+
+def test_per_camera_drop_counts_match_what_each_sender_saw(rig, frames):
+    small = {cam: f[::2, ::2].copy() for cam, f in frames.items()}
+    before = {cam: rig.diag(cam) for cam in CAMS}
+    hz = {'front': 60, 'left': 30, 'right': 10}
+    sent = {cam: [] for cam in CAMS}
+    t0 = time.monotonic()
+    for step in range(120):             # two seconds: 120 / 60 / 20 frames
+        t = step / 60
+        for cam in CAMS:
+            if step % (60 // hz[cam]) == 0:
+                msg = rig.make(cam, small[cam], 1000 + step)
+                rig.clients[cam].publish(msg)
+                sent[cam].append(stamp_key(msg.header))
+        rig.spin_until(lambda: False, max(0.0, t0 + t + 1 / 60 - time.monotonic()))
+    rig.spin(2.0)
+    for cam in CAMS:
+        b = before[cam]
+
+        def delta(v, key, b=b):
+            return int(v[key]) - int(b[key])
+        v = rig.diag(cam, lambda v: delta(v, 'frames.received') > 0 and
+                     delta(v, 'frames.processed') + delta(v, 'frames.dropped') ==
+                     delta(v, 'frames.received'), 20)
+        assert v, f'{cam}: diagnostics never accounted for every received frame'
+        received = delta(v, 'frames.received')
+        processed, dropped = delta(v, 'frames.processed'), delta(v, 'frames.dropped')
+        client = rig.clients[cam]
+        rig.spin_until(lambda: sum(1 for k in sent[cam] if 'mask' in
+                                   client.received.get(k, Received()).msgs) >= processed, 10)
+        answered = sum(1 for k in sent[cam] if 'mask' in client.received.get(k, Received()).msgs)
+        # What the sender saw missing is exactly what the node counted as dropped, plus what
+        # never reached it (reliable input, but a busy reader's history can still overflow).
+        assert answered == processed, cam
+        assert len(sent[cam]) - answered == dropped + (len(sent[cam]) - received), cam
+        assert 0.9 * len(sent[cam]) <= received <= len(sent[cam]), cam
+        assert client.complete(sent[cam][-1]), f'{cam}: the newest frame was not answered'
+        if cam == 'front':      # 60 Hz is more than the model keeps up with beside two others
+            assert dropped > 0
+
+
+def test_multi_camera_yaml_sets_four_cameras_with_their_overrides():
+    import yaml
+    from pspnet_ros.node.config import NodeConfig
+    from pspnet_ros.node.segment_node import PARAMETERS
+    from ros_fixtures import ROOT
+    data = yaml.safe_load((ROOT / 'config' / 'multi_camera.yaml').read_text())
+    p = {name: default for name, (default, _) in PARAMETERS.items()}
+    for key, value in data['/**']['ros__parameters'].items():
+        if isinstance(value, dict):       # a camera's override block
+            p.update({f'{key}.{k}': v for k, v in value.items()})
+        else:
+            p[key] = value
+    cfg = NodeConfig.from_parameters(p)
+    cams = {c.name: c for c in cfg.cameras}
+    assert list(cams) == ['front', 'rear', 'left', 'right'] and cfg.max_batch == 4
+    assert cams['front'].use_camera_info and not cams['rear'].use_camera_info
+    assert cams['rear'].input_transport == 'compressed'
+    assert cams['left'].image_qos == 'reliable' and cams['right'].qos_depth == 1
+    assert cams['rear'].topic('image') == 'rear/image' and cams['rear'].output('mask') == \
+        '~/rear/mask'
