@@ -111,6 +111,18 @@ def test_sync_does_not_wait_for_a_camera_that_went_silent():
     assert batch.cameras == ['front', 'left'] and batch.complete
 
 
+def test_a_camera_whose_frame_of_the_instant_already_ran_is_not_waited_for():
+    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    cs.put('front', 'a', stamp=5.0, now=0.0)      # nobody else live yet: runs alone
+    assert cs.take(now=0.0)[0].cameras == ['front']
+    cs.put('left', 'b', stamp=5.001, now=0.01)    # front's frame of 5.0 already ran
+    batch, _ = cs.take(now=0.01)
+    assert batch.cameras == ['left'] and batch.complete
+    cs.put('front', 'c', stamp=5.1, now=0.1)      # the next instant waits for left again
+    assert cs.take(now=0.1) == (None, pytest.approx(0.1))
+    assert (cs.sync_complete, cs.sync_incomplete) == (2, 0)
+
+
 def test_wait_returns_a_due_batch_and_close_ends_it():
     cs = CameraSet(CAMS)
     cs.put('left', 'x', now=0.0)

@@ -38,18 +38,21 @@ def frames():
 class Rig:
     """The node process plus one LiveClient per camera, spun by one executor."""
 
-    def __init__(self, tmp, ros_args):
+    def __init__(self, tmp, ros_args, node=NODE, compressed=('right',)):
         from rclpy.executors import SingleThreadedExecutor
-        self.log = tmp / 'node.log'
-        args = ['-r', f'__node:={NODE}', '-p', f'cameras:=[{",".join(CAMS)}]',
+        self.node = node
+        self.compressed = compressed
+        self.log = tmp / f'{node}.log'
+        args = ['-r', f'__node:={node}', '-p', f'cameras:=[{",".join(CAMS)}]',
                 '-p', 'log_throttle_sec:=0.0'] + list(ros_args)
         self.proc = start_node(PARAMS, DOMAIN, args, self.log)
         self.ex = SingleThreadedExecutor()
         self.clients = {}
         for cam in CAMS:
-            self.clients[cam] = LiveClient(node_ns=f'/{NODE}', camera=cam,
-                                           compressed=cam == 'right', reliable=True,
-                                           outputs=('mask', 'occupancy'))
+            self.clients[cam] = LiveClient(node_ns=f'/{node}', camera=cam,
+                                           compressed=cam in compressed, reliable=True,
+                                           outputs=('mask', 'occupancy'),
+                                           name=f'{node}_client_{cam}')
             self.ex.add_node(self.clients[cam])
         end = time.monotonic() + 120
         ok = False
@@ -75,7 +78,7 @@ class Rig:
 
     def make(self, cam, rgb, i):
         return self.clients[cam].make_image(rgb, BASE[cam] + i, frame_id=f'{cam}_optical',
-                                            compressed=cam == 'right')
+                                            compressed=cam in self.compressed)
 
     def diag(self, cam='', predicate=lambda v: True, timeout=15.0):
         client = self.clients['front']
@@ -85,7 +88,7 @@ class Rig:
         def check():
             nonlocal found
             if len(client.diagnostics) > seen:
-                v = diag_values(client.diagnostics[-1], NODE, cam)
+                v = diag_values(client.diagnostics[-1], self.node, cam)
                 if v and predicate(v):
                     found = v
                     return True
@@ -250,3 +253,43 @@ def test_multi_camera_yaml_sets_four_cameras_with_their_overrides():
     assert cams['left'].image_qos == 'reliable' and cams['right'].qos_depth == 1
     assert cams['rear'].topic('image') == 'rear/image' and cams['rear'].output('mask') == \
         '~/rear/mask'
+
+
+def test_synchronised_batches_serve_one_capture_instant_and_do_not_wait_for_a_silent_camera(
+        tmp_path, frames):
+    rig = Rig(tmp_path, ['-p', 'image_qos:=reliable', '-p', 'sync_tolerance:=0.005',
+                         '-p', 'sync_wait:=1.0', '-p', 'max_image_pixels:=200000'],
+              node='pspnet_sync', compressed=())
+    try:
+        small = {cam: f[::3, ::3].copy() for cam, f in frames.items()}
+        t0 = 1_830_000_000_000_000_000
+
+        def capture(i, cams):
+            # A triggered rig: one stamp per capture (left's clock 1 ms late, in tolerance).
+            keys = {cam: t0 + i * 100_000_000 + 1_000_000 * (cam == 'left') for cam in cams}
+            for cam in cams:
+                client = rig.clients[cam]
+                client.publish(client.make_image(small[cam], keys[cam], frame_id=cam))
+            assert rig.spin_until(lambda: all(rig.clients[c].complete(keys[c]) for c in cams),
+                                  60), f'capture {i} was not answered on every camera'
+
+        capture(0, CAMS)                 # every camera has published: all three are live
+        before = rig.diag('', lambda v: int(v.get('sync.complete', 0)) >= 1)
+        for i in range(1, 4):
+            capture(i, CAMS)
+        after = rig.diag('', lambda v: int(v['sync.complete']) >= int(before['sync.complete'])
+                         + 3)
+        assert after, 'the node did not report three more complete synchronised sets'
+        # One set, and one backend run, per capture instant.
+        assert int(after['sync.complete']) - int(before['sync.complete']) == 3
+        assert int(after['batches']) - int(before['batches']) == 3
+        assert after.get('sync.incomplete', '0') == '0'
+        # 'right' goes silent: after a second it is no longer waited for.
+        rig.spin(1.5)
+        for i in range(10, 13):
+            capture(i, ('front', 'left'))
+        last = rig.diag('', lambda v: int(v['sync.complete']) >= int(after['sync.complete'])
+                        + 3)
+        assert last and last.get('sync.incomplete', '0') == '0', last
+    finally:
+        assert rig.close() == 0

@@ -60,6 +60,7 @@ class CameraSlot:
     taken: int = 0
     last_put: float | None = None
     last_served: int = -1          # service number of this camera's last taken frame
+    last_stamp: float | None = None  # stamp of this camera's last taken frame
 
 
 @dataclass
@@ -188,7 +189,11 @@ class CameraSet:
                    if abs(s.frame.stamp - anchor.stamp) <= self.sync_tolerance]
         live = [s for s in self.slots.values()
                 if s.last_put is not None and now - s.last_put <= self.silent_after]
-        complete = all(s in members for s in live)
+        # A live camera is missing unless its frame of this instant waits here or has already
+        # run (it arrived first, e.g. while the other cameras were not live yet).
+        complete = all(s in members or (s.last_stamp is not None and
+                                        abs(s.last_stamp - anchor.stamp) <= self.sync_tolerance)
+                       for s in live)
         if complete:
             self.sync_complete += 1
         else:
@@ -210,6 +215,7 @@ class CameraSet:
             slot.last_served = self._served
         for slot in sorted(slots, key=lambda s: order[s.name]):
             batch.frames.append(slot.frame)
+            slot.last_stamp = slot.frame.stamp
             slot.frame = None
             slot.taken += 1
         return batch
