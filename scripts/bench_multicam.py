@@ -218,6 +218,8 @@ def main(argv=None) -> int:
     os.environ['ROS_DOMAIN_ID'] = str(domain)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from pspnet_ros.live.transport import use_large_frames_profile
+    use_large_frames_profile()      # both processes, as segment.launch.py does
     rclpy.init()
     ex = SingleThreadedExecutor()
     runs = []
