@@ -49,6 +49,13 @@ def test_exports_are_shipped_with_cards_that_match_the_default_card():
             assert getattr(card, key) == getattr(default, key), key
         assert card.name == path.name[:-len('.yaml')].replace('.onnx', '_onnx').replace(
             '.tflite', '')
+        # Re-running the recipe must not overwrite the shipped files.
+        assert '--out models' not in card.reproduce and '--out train_out' in card.reproduce
+        assert card.metrics['val']['images'] == 101
+        assert card.metrics['val']['measured_with'].endswith(
+            '(onnxruntime, cpu)' if fmt == 'onnx' else '(tflite, cpu)')
+    assert default.reproduce.startswith('pspnet-ros train ')
+    assert default.reproduce.endswith('--out train_out')
     # The shipped weights are the ones the card's numbers describe (a saved copy, not a stub).
     with safe_open(str(ModelCard.load(DEFAULT_CARD).weights_path), 'np') as f:
         assert f.metadata()['architecture'] == 'pspnet_mobilenetv2'
