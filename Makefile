@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
 
-.PHONY: venv demo test test-export test-ray lint clean
+.PHONY: venv demo test test-export test-ray test-ros lint clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -44,5 +44,35 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 test-ray: $(VENV)/.ray-installed
 	$(PY) -m pytest -q -ra test/test_eval_ray.py test/test_eval_ray_cluster.py
 
+# The package the way ROS users build and test it: `colcon build` into a workspace
+# (build/ros_ws), `colcon test` (the whole suite: launch_testing test, ros2 CLI tests, linters)
+# and `colcon test-result --verbose`; fails on any failure or on zero tests. The launch stack
+# and the ros2 CLI come from $(ROS_WHEELS) (not on PyPI), in a venv of their own (.venv-ros).
+ROS_WHEELS ?= $(SHARED)/ros2-launch-wheels
+ROS_VENV := .venv-ros
+$(ROS_VENV)/.installed: requirements.txt requirements-dev.txt requirements-ros.txt
+	@test -f $(ROS_WHEELS)/requirements.txt || { echo "error: $(ROS_WHEELS) not found: \
+	make test-ros needs the ROS 2 launch/ros2 CLI wheels (set ROS_WHEELS=...)" >&2; exit 2; }
+	$(PYTHON) -m venv $(ROS_VENV)
+	$(ROS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(ROS_VENV)/bin/python -m pip install -q -r requirements-dev.txt \
+	    -r $(ROS_WHEELS)/requirements-pypi.txt
+	$(ROS_VENV)/bin/python -m pip install -q -r requirements-ros.txt
+	$(ROS_VENV)/bin/python -m pip install -q --no-deps --no-index --find-links $(ROS_WHEELS) \
+	    -r $(ROS_WHEELS)/requirements.txt
+	touch $@
+
+test-ros: $(ROS_VENV)/.installed
+	scripts/colcon_test.sh $(ROS_VENV) build/ros_ws
+
+# Style: flake8 with ament_flake8's conventions (setup.cfg: 99 columns; single quotes), the
+# same check as test/test_flake8.py.
+LINT_PATHS := pspnet_ros test scripts launch setup.py
+lint: venv
+	$(PY) -m flake8 --max-line-length 99 --inline-quotes "'" $(LINT_PATHS)
+
+# Everything the commands in README/docs write by default, the venvs and colcon's folders.
+OUTPUTS := demo_out segment_out bench_out eval_out eval_pred_out live_out exported out \
+	camvid_val_bag train_out bench_*.json
 clean:
-	rm -rf $(VENV) $(EXPORT_VENV) demo_out segment_out build install log *.egg-info
+	rm -rf $(VENV) $(EXPORT_VENV) $(ROS_VENV) $(OUTPUTS) build install log *.egg-info

@@ -34,14 +34,15 @@ setup(
     # litert-torch for TFLite / int8 / Edge TPU); see docs/BACKENDS.md for why it gets its own
     # venv (`make test-export`).
     # `pip install -e '.[ray]'`: Ray for `pspnet-ros eval --workers N` (docs/EVALUATION.md).
+    # 'test' is how colcon finds that the tests are pytest (setuptools ignores the older
+    # tests_require, and colcon would fall back to the removed `setup.py test`).
     extras_require={'export': requirements('requirements-export.txt'),
-                    'ray': requirements('requirements-ray.txt')},
+                    'ray': requirements('requirements-ray.txt'), 'test': ['pytest']},
     zip_safe=True,
     maintainer='pspnet_ros developers',
     maintainer_email='pspnet-ros@example.org',
     description='PSPNet semantic segmentation node with CPU, CUDA and Edge TPU backends',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'segment_node = pspnet_ros.segment_node:main',

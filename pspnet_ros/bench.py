@@ -32,10 +32,13 @@ def parse_spec(spec: str) -> tuple[str, str, str, dict]:
 
 def parse_size(text: str) -> tuple[int, int]:
     """``HxW`` -> (H, W)."""
+    from .core.card import MAX_INPUT_SIDE
     try:
         h, w = (int(v) for v in text.lower().split('x'))
     except ValueError as exc:
         raise ValueError(f'input size must be HEIGHTxWIDTH like 281x377, got {text!r}') from exc
+    if not (8 <= h <= MAX_INPUT_SIDE and 8 <= w <= MAX_INPUT_SIDE):
+        raise ValueError(f'input_size {text!r}: each side must be from 8 to {MAX_INPUT_SIDE}')
     return h, w
 
 
@@ -105,6 +108,8 @@ def run_bench(specs: list[str], model: str, sizes: list[tuple[int, int]] | None,
                 continue
             opts = dict(options)
             device = str(opts.pop('device', 'cpu'))
+            print(f'  {label} {size[0]}x{size[1]}: loading, {warmup} warm-up + '
+                  f'{len(encoded)} x {repeats} timed frames...', file=sys.stderr, flush=True)
             try:
                 seg = Segmenter(card, backend=backend, device=device, input_size=size,
                                 backend_options=opts)
@@ -188,7 +193,13 @@ def register(subparsers) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from .core.backends.base import BACKENDS
     sizes = [parse_size(s) for s in args.sizes] if args.sizes else None
+    for spec in args.backends:      # typos are errors; missing runtimes are reported rows
+        backend = parse_spec(spec)[1]
+        if backend not in (*BACKENDS, 'auto'):
+            raise ValueError(f'unknown backend {backend!r} in {spec!r}; available: '
+                             f'{", ".join(BACKENDS)}, auto')
     report = run_bench(args.backends, args.model, sizes, Path(args.images), args.frames,
                        args.warmup, args.repeats)
     print(f'{report["date"]} | {report["machine"]} | {report["frames"]} frames x '

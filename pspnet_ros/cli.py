@@ -38,9 +38,10 @@ def cmd_segment(args) -> int:
     import numpy as np
     from .core import ImageError, read_image
     from .core.segmenter import overlay
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f'--alpha must be between 0 and 1, got {args.alpha}')
     seg = segmenter_from_args(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in args.images:
         try:
@@ -49,6 +50,7 @@ def cmd_segment(args) -> int:
             print(f'error: {exc}', file=sys.stderr)
             failures += 1
             continue
+        out.mkdir(parents=True, exist_ok=True)
         res = seg(img)
         stem = Path(path).stem
         color = seg.colorize(res.labels)
@@ -67,11 +69,53 @@ def cmd_segment(args) -> int:
                                                       'count': int(occ.counts[i])}
                                  for i in range(seg.num_classes)}}
             print(json.dumps(rec))
-    print(f'wrote masks, colour masks and overlays to {out}/')
+    written = len(args.images) - failures
+    if not written:
+        return 2                    # each failure has had its error line; nothing written
+    print(f'wrote masks, colour masks and overlays of {written} image'
+          f'{"s" if written > 1 else ""} to {out}/')
     return 1 if failures else 0
 
 
-def _add_dataclass_args(p: argparse.ArgumentParser, cls) -> None:
+# What each ``train`` flag does (TrainConfig fields); --help appends the default.
+TRAIN_HELP = {
+    'train_images': 'folder of training images (e.g. ../shared/data/camvid/train)',
+    'train_labels': 'folder of label PNGs with the same file stems (class ids)',
+    'out': 'output folder: NAME.safetensors, NAME.yaml (model card), checkpoints/',
+    'name': 'model name (file stem of the weights and the card)',
+    'val_images': 'validation images, scored every --eval-every epochs (optional)',
+    'val_labels': 'validation labels',
+    'architecture': 'network: pspnet_mobilenetv2, pspnet_resnet18, ...',
+    'label_set': 'class names and palette (camvid, cityscapes, voc, ade20k)',
+    'head_channels': 'channels of the pyramid pooling head',
+    'input_size': 'network input height width written to the card (48k-7 suits Edge TPU)',
+    'crop_size': 'training crop height width',
+    'scale_range': 'random rescale range before cropping',
+    'epochs': 'passes over the training set',
+    'batch_size': 'images per step',
+    'lr': 'SGD learning rate of the backbone (poly decay)',
+    'head_lr_mult': 'learning rate multiplier for the head',
+    'momentum': 'SGD momentum',
+    'weight_decay': 'SGD weight decay',
+    'aux_weight': "weight of PSPNet's auxiliary loss",
+    'class_weighting': 'loss weights per class: none, median, sqrt-median',
+    'init': 'initial weights: a checkpoint, or tflite:FILE for ImageNet MobileNetV2 from '
+            "Coral's mobilenet_v2_1.0_224_quant.tflite",
+    'mean': 'per-channel mean subtracted from RGB input',
+    'std': 'per-channel std dividing RGB input',
+    'seed': 'random seed (runs are deterministic)',
+    'threads': 'CPU threads (0 = all)',
+    'eval_every': 'validate every N epochs',
+    'max_iters_per_epoch': 'cap steps per epoch (0 = the whole set)',
+    'stop_after': 'stop after N epochs of this run, keeping the checkpoint; the same command '
+                  'resumes (0 = run to --epochs)',
+    'licence': 'licence written to the model card',
+    'training_data': 'training data description written to the model card',
+}
+
+
+def _add_dataclass_args(p: argparse.ArgumentParser, cls, helps: dict | None = None) -> None:
+    helps = helps or {}
     for f in dataclasses.fields(cls):
         flag = '--' + f.name.replace('_', '-')
         required = (f.default is dataclasses.MISSING
@@ -82,13 +126,15 @@ def _add_dataclass_args(p: argparse.ArgumentParser, cls) -> None:
             default = f.default
         else:
             default = f.default_factory()
+        text = helps.get(f.name, '')
         if isinstance(default, list):
             p.add_argument(flag, nargs=len(default), type=type(default[0]), default=default,
-                           help=f'(default: {" ".join(map(str, default))})')
+                           help=f'{text} (default: {" ".join(map(str, default))})'.strip())
         else:
             kind = str if required else type(default)
             p.add_argument(flag, type=kind, default=None if required else default,
-                           required=required, help='' if required else f'(default: {default})')
+                           required=required, help=f'{text} (required)' if required
+                           else f'{text} (default: {default!r})'.strip())
 
 
 def cmd_train(args) -> int:
@@ -108,8 +154,14 @@ def _unavailable(module: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .core.train import TrainConfig
-    parser = argparse.ArgumentParser(prog='pspnet-ros', description=__doc__)
-    sub = parser.add_subparsers(dest='command', required=True)
+    from . import __version__
+    parser = argparse.ArgumentParser(
+        prog='pspnet-ros', description='PSPNet semantic segmentation for ROS 2: segment '
+        'images, train, evaluate on ROS 2 bags, drive a running node, export for '
+        'accelerators, benchmark backends. "pspnet-ros COMMAND --help" describes each command.',
+        epilog='In a colcon install: ros2 run pspnet_ros pspnet-ros COMMAND ...')
+    parser.add_argument('--version', action='version', version=f'pspnet-ros {__version__}')
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     p = sub.add_parser('segment', help='segment image files; write mask/colour/overlay PNGs')
     p.add_argument('images', nargs='+', help='image files (PNG, JPEG, BMP, ...)')
     p.add_argument('--out', default='segment_out', help='output folder (default: segment_out)')
@@ -117,8 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='also print one JSON line per image')
     add_model_args(p)
     p.set_defaults(func=cmd_segment)
-    p = sub.add_parser('train', help='train or fine-tune PSPNet on image + label folders')
-    _add_dataclass_args(p, TrainConfig)
+    p = sub.add_parser('train', help='train or fine-tune PSPNet on image + label folders',
+                       description='Train or fine-tune PSPNet on an image folder and a label '
+                       'folder (e.g. CamVid). Resumes from OUT/checkpoints/last.pt; writes '
+                       'the weights and a model card with the command that reproduces them.')
+    _add_dataclass_args(p, TrainConfig, TRAIN_HELP)
     p.add_argument('--no-resume', action='store_true', help='ignore out/checkpoints/last.pt')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(func=cmd_train)
@@ -136,18 +191,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or a missing runtime, not a bug: reported as one
+    ``error:`` line and exit status 2 by every subcommand."""
+    from .core.backends import BackendError
+    from .core.card import ModelCardError
+    from .core.export import ExportError
+    from .core.image import ImageError
+    from .core.weights import WeightsError
+    errors = [BackendError, ExportError, ModelCardError, ImageError, WeightsError,
+              FileNotFoundError, FileExistsError, NotADirectoryError, ValueError]
+    try:
+        from .evaluation.bagio import BagError
+        errors.append(BagError)
+    except ImportError:        # rosbags missing: eval/make-bag/live say so themselves
+        pass
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Before torch, numpy or onnxruntime load: their pools are fixed then (core.threads).
     configure_threads()
     args = build_parser().parse_args(argv)
-    from .core.card import ModelCardError
-    from .core.image import ImageError
-    from .core.weights import WeightsError
+    errors = user_errors()
     try:
         return args.func(args)
-    except (ModelCardError, ImageError, WeightsError, FileNotFoundError, ValueError) as exc:
+    except errors as exc:
+        # The first line is the message; continuation lines (e.g. a compiler report) follow.
         print(f'error: {exc}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

@@ -31,3 +31,16 @@ def coral() -> Path:
 def default_segmenter():
     from pspnet_ros.core import Segmenter
     return Segmenter(DEFAULT_CARD)
+
+
+@pytest.fixture(scope='module')
+def rclpy_context():
+    """rclpy for the tests of one module, shut down after them.
+
+    Never initialised at import: the launch_testing pytest plugin imports every test module
+    while collecting, and its launch test initialises rclpy itself (``colcon test``).
+    """
+    from ros_fixtures import rclpy_session
+    rclpy = rclpy_session()
+    yield rclpy
+    rclpy.try_shutdown()

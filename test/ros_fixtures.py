@@ -12,6 +12,7 @@ DOMAIN = 100 + os.getpid() % 100
 
 
 def rclpy_session():
+    """Initialise rclpy in this process (once) on the test domain; call it from tests only."""
     rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
     os.environ['ROS_DOMAIN_ID'] = str(DOMAIN)
     # Camera-sized frames need the shipped Fast DDS profile in both processes: this one

@@ -103,10 +103,21 @@ def test_torch_cuda_without_a_gpu_is_unavailable_with_a_hint(card):
         create_backend('torch', card, device='cuda')
 
 
-def test_torch_gpu_options_on_cpu_warn_and_run_fp32(card, caplog):
-    with caplog.at_level(logging.WARNING, logger='pspnet_ros.backends'):
-        backend = create_backend('torch', card, fp16=True, channels_last=True,
-                                 cuda_graphs=True)
+@pytest.fixture
+def backend_log(caplog, monkeypatch):
+    """caplog for the backends' logger, also under ``colcon test``.
+
+    There the launch_testing plugin imports ``launch``, whose logger class makes new loggers
+    non-propagating, so the root handler caplog relies on would see nothing.
+    """
+    monkeypatch.setattr(logging.getLogger('pspnet_ros.backends'), 'propagate', True)
+    caplog.set_level(logging.WARNING, logger='pspnet_ros.backends')
+    return caplog
+
+
+def test_torch_gpu_options_on_cpu_warn_and_run_fp32(card, backend_log):
+    caplog = backend_log
+    backend = create_backend('torch', card, fp16=True, channels_last=True, cuda_graphs=True)
     assert 'fp16 needs CUDA' in caplog.text and 'cuda_graphs needs CUDA' in caplog.text
     assert backend.details == {'precision': 'fp32', 'channels_last': True, 'fuse_bn': True}
     out = backend.run(np.zeros((1, 3, 65, 65), np.float32))
@@ -133,10 +144,10 @@ def test_torch_folded_batchnorm_gives_the_same_logits_and_labels(card):
 
 
 def test_auto_takes_the_first_loadable_backend_and_records_why_others_failed(
-        bare_card, caplog):
-    with caplog.at_level(logging.WARNING, logger='pspnet_ros.backends'):
-        seg = Segmenter(bare_card, backend='auto',
-                        backend_options={'chain': 'edgetpu,onnxruntime,torch'})
+        bare_card, backend_log):
+    caplog = backend_log
+    seg = Segmenter(bare_card, backend='auto',
+                    backend_options={'chain': 'edgetpu,onnxruntime,torch'})
     backend = seg.backend
     assert backend.name == 'torch'
     assert [name for name, _ in backend.fallbacks] == ['edgetpu', 'onnxruntime']

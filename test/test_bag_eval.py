@@ -202,8 +202,11 @@ def test_cli_eval_runs_the_model_and_writes_a_prediction_bag(tmp_path, camvid_ba
     assert report['model']['name'] == 'pspnet_mobilenetv2_camvid'
     inputs = {m.header.stamp.nanosec: m for tp, _, m in read_all(camvid_bag, ['/camera/labels'])}
     written = read_all(tmp_path / 'pred')
-    assert sorted({tp for tp, _, _ in written}) == ['/pspnet/color_mask', '/pspnet/mask',
-                                                    '/pspnet/occupancy']
+    assert sorted({tp for tp, _, _ in written}) == ['/camera/labels', '/pspnet/color_mask',
+                                                    '/pspnet/mask', '/pspnet/occupancy']
+    copied = [m for tp, _, m in written if tp == '/camera/labels']
+    assert [bytes(m.data) for m in copied] == \
+        [bytes(inputs[m.header.stamp.nanosec].data) for m in copied]
     from pspnet_ros.core.occupancy_msg import decode_occupancy
     masks = {m.header.stamp.nanosec: m for tp, _, m in written if tp == '/pspnet/mask'}
     for tp, _, m in written:
@@ -298,3 +301,27 @@ def test_bag_paths_may_be_bare_storage_files(tmp_path):
     report = run_eval(tmp_path, [Path(tmp_path / 'b' / 'b.db3')], pred_topic='/m',
                       label_topic='/l')
     assert report['frames']['scored'] == 1
+
+
+def test_prediction_bag_scores_alone_and_a_failed_run_leaves_no_stale_plots(tmp_path,
+                                                                            camvid_bag):
+    need(DEFAULT_CARD)
+    out = tmp_path / 'r'
+    assert main(['eval', str(camvid_bag), '--image-topic', '/camera/image_raw', '--label-topic',
+                 '/camera/labels', '--out', str(out), '--write-bag', str(tmp_path / 'pred'),
+                 '--limit', '2', '--no-progress']) == 0
+    first = json.loads((out / 'report.json').read_text())
+    # The model's labels, scored again from the prediction bag alone (docs/EVALUATION.md).
+    assert main(['eval', str(tmp_path / 'pred'), '--pred-topic', '/pspnet/mask',
+                 '--label-topic', '/camera/labels', '--out', str(out), '--no-progress']) == 0
+    second = json.loads((out / 'report.json').read_text())
+    assert second['frames']['scored'] == 2
+    assert second['metrics']['miou'] == pytest.approx(first['metrics']['miou'], abs=1e-9)
+    assert (out / 'iou.png').exists() and 'iou.png' in second['files']
+    # A run that reads nothing: the previous run's plots go, the summary lists none.
+    assert main(['eval', str(tmp_path / 'missing'), '--pred-topic', '/pspnet/mask',
+                 '--label-topic', '/camera/labels', '--out', str(out), '--no-progress']) == 2
+    assert sorted(p.name for p in out.iterdir()) == ['report.json', 'summary.md']
+    files = json.loads((out / 'report.json').read_text())['files']
+    assert files == ['report.json', 'summary.md']
+    assert '.png' not in (out / 'summary.md').read_text()

@@ -33,9 +33,10 @@ def test_segment_reports_missing_and_corrupt_files_without_traceback(tmp_path):
     bad = tmp_path / 'broken.jpg'
     bad.write_bytes(b'\xff\xd8\xff' + b'\x00' * 7)
     proc = run_cli('segment', tmp_path / 'missing.png', bad, '--out', tmp_path / 'o')
-    assert proc.returncode == 1
+    assert proc.returncode == 2          # nothing could be segmented
     assert 'image file not found' in proc.stderr and 'could not decode' in proc.stderr
     assert 'Traceback' not in proc.stderr
+    assert 'wrote' not in proc.stdout and not (tmp_path / 'o').exists()
 
 
 def test_segment_with_missing_model_card_is_a_clear_error(tmp_path):

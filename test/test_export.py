@@ -13,7 +13,7 @@ from pspnet_ros.core.export import EDGETPU_FORBIDDEN_OPS, edgetpu_problems, expo
 def _need_modules(*modules):
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f'export needs {missing}: pip install -r requirements-export.txt')
+        pytest.skip(f'export needs {missing}: run make test-export (its own venv)')
 
 
 def test_int8_export_without_calibration_images_says_what_to_pass(tmp_path):

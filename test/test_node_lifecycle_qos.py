@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from ros_fixtures import NodeUnderTest, PARAMS, ROOT, rclpy_session
+from ros_fixtures import NodeUnderTest, PARAMS, ROOT
 
-pytestmark = pytest.mark.ros
-rclpy_session()
+pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
+pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
 
 from pspnet_ros.live import stamp_key  # noqa: E402
 from pspnet_ros.node.config import CAMERA_OVERRIDES  # noqa: E402

@@ -57,7 +57,7 @@ def exported(tmp_path_factory, camvid):
             continue
         missing = _missing(EXPORT_NEEDS[fmt])
         if missing:
-            cards[fmt] = f'export needs {missing} (pip install -r requirements-export.txt)'
+            cards[fmt] = f'export needs {missing}: run make test-export (its own venv)'
             continue
         from pspnet_ros.core.export import export
         calib = camvid / 'train' if fmt == 'tflite-int8' else None

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from ros_fixtures import NodeUnderTest, rclpy_session
+from ros_fixtures import NodeUnderTest
 
-pytestmark = pytest.mark.ros
-rclpy_session()
+pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
+pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
 
 from pspnet_ros.core import occupancy_msg, read_image, rosimage  # noqa: E402
 from pspnet_ros.live import Received, stamp_key  # noqa: E402

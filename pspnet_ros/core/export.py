@@ -1,12 +1,14 @@
 """Export a model card's PSPNet to ONNX, TFLite float, TFLite int8 and Edge TPU, with cards."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -15,7 +17,8 @@ from .backends.base import Backend
 from .card import ModelCard
 
 FORMATS = ('onnx', 'tflite', 'tflite-int8', 'edgetpu')
-EXPORT_REQUIREMENTS = 'pip install -r requirements-export.txt'
+EXPORT_REQUIREMENTS = ('pip install -r requirements-export.txt, or use the .venv-export that '
+                       '`make test-export` creates (docs/BACKENDS.md)')
 # Ops the Edge TPU compiler cannot map (or that split the graph) in a conv segmentation net.
 EDGETPU_FORBIDDEN_OPS = ('GATHER', 'GATHER_ND', 'TRANSPOSE', 'PADV2', 'DEQUANTIZE', 'QUANTIZE',
                          'CAST')
@@ -68,7 +71,7 @@ class _Logits:
 
         module = LogitsModule(model).eval()
         if nhwc:
-            import litert_torch
+            litert_torch = _need('litert_torch', 'TFLite export')
             module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]).eval()
         return module
 
@@ -81,6 +84,39 @@ def _need(module: str, what: str):
         raise ExportDependencyMissing(f'{what} needs the Python package {module.split(".")[0]} '
                                       f'({exc}); install the export extras: '
                                       f'{EXPORT_REQUIREMENTS}') from exc
+
+
+def _progress(text: str) -> None:
+    """One progress line on stderr (exports take minutes; say what is happening)."""
+    print(f'export: {text}', file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _quiet(what: str):
+    """Hold back what converters print (TensorFlow/XLA C++ logs, warnings) on fd 1 and 2;
+    show its tail only if ``what`` fails."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as log:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            if not ok:
+                log.seek(0)
+                tail = log.read()[-6000:].decode(errors='replace').strip()
+                if tail:
+                    print(f'{what} failed; what it printed:\n{tail}', file=sys.stderr)
 
 
 def calibration_frames(card: ModelCard, calib_dir: str | os.PathLike, count: int,
@@ -169,10 +205,12 @@ def export_onnx(card: ModelCard, out_dir: Path) -> ExportResult:
     # Traced with a batch of 2: a batch of 1 would let the exporter specialise the axis.
     x = torch.zeros(2, 3, h, w)
     batch = torch.export.Dim('batch', min=1)
-    program = torch.onnx.export(module, (x,), dynamo=True, input_names=['image'],
-                                output_names=['logits'], dynamic_shapes=({0: batch},),
-                                optimize=True, verbose=False)
-    program.save(str(path))
+    _progress('exporting to ONNX (torch.onnx dynamo exporter)...')
+    with _quiet('ONNX export'):
+        program = torch.onnx.export(module, (x,), dynamo=True, input_names=['image'],
+                                    output_names=['logits'], dynamic_shapes=({0: batch},),
+                                    optimize=True, verbose=False)
+        program.save(str(path))
     card_path = _write_card(card, path, format='onnx', input_dtype='float32',
                             input_layout='NCHW', output_kind='logits', output_layout='NCHW',
                             notes=_append(card.notes, f'ONNX export of {card.name} '
@@ -186,8 +224,9 @@ def _append(notes: str, text: str) -> str:
 
 def _convert_tflite(module, sample, quant_config=None) -> bytes:
     litert_torch = _need('litert_torch', 'TFLite export')
-    edge = litert_torch.convert(module, (sample,), quant_config=quant_config)
-    with tempfile.TemporaryDirectory() as tmp:
+    _progress('converting to TFLite with litert-torch (the slow step: minutes on 2 cores)...')
+    with _quiet('litert-torch conversion'), tempfile.TemporaryDirectory() as tmp:
+        edge = litert_torch.convert(module, (sample,), quant_config=quant_config)
         path = Path(tmp) / 'model.tflite'
         edge.export(str(path))
         return path.read_bytes()
@@ -340,23 +379,27 @@ def export_tflite_int8(card: ModelCard, out_dir: Path, calib_dir: str | os.PathL
     from litert_torch.quantize import pt2e_quantizer, quant_config
     quantize_pt2e = _need('torchao.quantization.pt2e.quantize_pt2e', 'TFLite int8 export')
     from .model import fuse_conv_bn
+    _progress(f'reading {calib_count} calibration frames from {calib_dir}...')
     frames = calibration_frames(card, calib_dir, calib_count, nhwc=True)
     sample = torch.from_numpy(frames[0])
     config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True,
                                                               is_dynamic=False)
     net = fuse_conv_bn(_load_torch_model(card))
     if bias_correction:
+        _progress('correcting the bias of weight rounding...')
         _correct_rounding_bias(net, frames, config.weight)
     module = _Logits.wrap(net, nhwc=True)
-    # strict export keeps source_fn_stack, which the quantizer needs to annotate residual
-    # adds
-    exported = torch.export.export(module, (sample,), strict=True).module()
-    quantizer = _int8_quantizer(config)
-    prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
-    with torch.no_grad():
-        for f in frames:
-            prepared(torch.from_numpy(f))
-    converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    _progress(f'quantising to int8 (PT2E), calibrating on {len(frames)} frames...')
+    with _quiet('int8 quantisation'):
+        # strict export keeps source_fn_stack, which the quantizer needs to annotate residual
+        # adds
+        exported = torch.export.export(module, (sample,), strict=True).module()
+        quantizer = _int8_quantizer(config)
+        prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
+        with torch.no_grad():
+            for f in frames:
+                prepared(torch.from_numpy(f))
+        converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
     method = 'bias correction of weight rounding, ' if bias_correction else ''
     blob = _convert_tflite(converted, sample,
                            quant_config.QuantConfig(pt2e_quantizer=quantizer))
@@ -440,19 +483,29 @@ def export(card: ModelCard | str | os.PathLike, fmt: str, out_dir: str | os.Path
     if card.format != 'safetensors' and not str(card.weights).endswith(('.pth', '.pt')):
         raise ExportError(f'export starts from PyTorch weights; card {card.name} has format '
                           f'{card.format!r}')
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if fmt in ('tflite-int8', 'edgetpu') and calib_dir is None:
         raise ExportError(f'--format {fmt} needs calibration images: --calib-dir FOLDER '
                           '(e.g. ../shared/data/camvid/train)')
-    if fmt == 'onnx':
-        return [export_onnx(card, out)]
-    if fmt == 'tflite':
-        return [export_tflite(card, out)]
-    if fmt == 'tflite-int8':
-        return [export_tflite_int8(card, out, calib_dir, calib_count,
-                                   bias_correction=bias_correction)]
-    return export_edgetpu(card, out, calib_dir, calib_count, bias_correction=bias_correction)
+    # Missing export packages are reported before anything is written.
+    for module in (('onnx', 'onnxscript') if fmt == 'onnx' else ('litert_torch',)):
+        _need(module, f'--format {fmt}')
+    out = Path(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if fmt == 'onnx':
+            return [export_onnx(card, out)]
+        if fmt == 'tflite':
+            return [export_tflite(card, out)]
+        if fmt == 'tflite-int8':
+            return [export_tflite_int8(card, out, calib_dir, calib_count,
+                                       bias_correction=bias_correction)]
+        return export_edgetpu(card, out, calib_dir, calib_count,
+                              bias_correction=bias_correction)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()          # a failed export leaves no empty folder behind
+        raise
 
 
 def register(subparsers) -> None:

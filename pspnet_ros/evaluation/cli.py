@@ -16,7 +16,8 @@ def cmd_eval(args) -> int:
                      labels_dir=args.labels_dir, pred_topic=args.pred_topic,
                      stamp_tolerance=args.stamp_tolerance, out=args.out,
                      write_bag=args.write_bag, write_storage=args.write_storage,
-                     write_prefix=args.write_prefix, samples=args.samples, limit=args.limit,
+                     write_prefix=args.write_prefix, write_labels=args.write_labels,
+                     samples=args.samples, limit=args.limit,
                      max_pixels=args.max_pixels, ignore_index=args.ignore_index,
                      max_pending=args.max_pending, progress=not args.no_progress)
     cfg.validate()
@@ -66,6 +67,12 @@ def _print_summary(report: dict, cfg) -> None:
         for key in ('error', 'recovered', 'read_error'):
             if b[key]:
                 print(f'{"error" if key == "error" else "warning"}: {b[key]}', file=sys.stderr)
+    code = exit_code(report)
+    if code == 2:           # nothing read: the errors above say why; no scores to show
+        if not any(b['error'] for b in report['bags']):
+            print('error: no frames were read from the given bags', file=sys.stderr)
+        print(f'(details: {cfg.out}/report.json)', file=sys.stderr)
+        return
     fr, met, th = report['frames'], report['metrics'], report['throughput']
     line = (f'frames read {fr["read"]}, scored {fr["scored"]}, skipped {fr["skipped"]}'
             + (f' ({", ".join(f"{k}: {v}" for k, v in fr["skipped_by_reason"].items())})'
@@ -121,6 +128,9 @@ def register(subparsers) -> None:
                    help='storage of --write-bag (default: sqlite3)')
     p.add_argument('--write-prefix', default='/pspnet', help='topic prefix in --write-bag '
                    '(default: /pspnet -> /pspnet/mask ...)')
+    p.add_argument('--no-write-labels', dest='write_labels', action='store_false',
+                   help='do not copy --label-topic into --write-bag (by default it is copied, '
+                   'so the prediction bag can be scored alone with --pred-topic)')
     p.add_argument('--samples', type=int, default=4, help='frames in samples.png (default 4)')
     p.add_argument('--limit', type=int, default=0, help='at most this many frames per bag')
     p.add_argument('--ignore-index', type=int, default=None, help='label id not scored '

@@ -40,6 +40,9 @@ class EvalConfig:
     write_bag: str = ''
     write_storage: str = 'sqlite3'
     write_prefix: str = '/pspnet'
+    # Copy the label topic into --write-bag, so the prediction bag scores on its own
+    # (eval PRED_BAG --pred-topic /pspnet/mask --label-topic /camera/labels).
+    write_labels: bool = True
     samples: int = 4
     limit: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -342,6 +345,8 @@ class BagEvaluator:
                         st.labels_bad += 1
                     continue
                 stamp = stamp_ns(msg.header)
+                if topic != frame_topic and self.writer is not None and cfg.write_labels:
+                    self.writer.bag.write_raw(topic, msgtype, raw, t)
                 if topic != frame_topic:
                     label = self._label_from_msg(msgtype, msg, own)
                     if ranged:
@@ -482,11 +487,15 @@ def write_outputs(report: dict, out: Path, timings: dict[str, list[float]], samp
                   palette: np.ndarray) -> None:
     """report.json, summary.md, plots and the sample montage in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    rep.write_json(report, out / 'report.json')
-    (out / 'summary.md').write_text(rep.markdown(rep.clean(report)))
-    rep.plot_all(rep.clean(report), timings, out)
+    for name in rep.PLOT_FILES:      # a previous run's plots must not pass for this run's
+        (out / name).unlink(missing_ok=True)
+    written = rep.plot_all(rep.clean(report), timings, out)
     if samples:
         rep.montage(samples, palette, out / 'samples.png', SAMPLE_WIDTH)
+        written.append('samples.png')
+    report['files'] = ['report.json', 'summary.md', *written]
+    rep.write_json(report, out / 'report.json')
+    (out / 'summary.md').write_text(rep.markdown(rep.clean(report)))
 
 
 def exit_code(report: dict) -> int:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+import shutil
 
 from ..core.data import find_pairs
 from ..core.image import read_image, read_label
@@ -29,21 +31,28 @@ def make_bag(images: str | os.PathLike, labels: str | os.PathLike, out: str | os
     pairs = find_pairs(images, labels)[:limit]
     start_ns = int(round(start_stamp * 1e9))
     period_ns = int(round(1e9 / rate))
-    with BagWriter(out, storage) as bag:
-        ts = bag.ts
-        for i, (ip, lp) in enumerate(pairs):
-            rgb, lab = read_image(ip), read_label(lp)
-            if rgb.shape[:2] != lab.shape:
-                raise ValueError(f'{ip.name}: image {rgb.shape[1]}x{rgb.shape[0]} and label '
-                                 f'{lab.shape[1]}x{lab.shape[0]} differ')
-            stamp = start_ns + i * period_ns
-            header = make_header(ts, stamp, frame_id)
-            if compressed:
-                fmt, data = rgb_to_compressed(rgb, 'jpeg')
-                bag.write(image_topic, compressed_msg(ts, header, fmt, data), stamp)
-            else:
-                bag.write(image_topic, image_msg(ts, header, rgb_to_image_fields(rgb)), stamp)
-            bag.write_labels(label_topic, header, lab, stamp)
+    created = not Path(out).exists()
+    try:
+        with BagWriter(out, storage) as bag:
+            ts = bag.ts
+            for i, (ip, lp) in enumerate(pairs):
+                rgb, lab = read_image(ip), read_label(lp)
+                if rgb.shape[:2] != lab.shape:
+                    raise ValueError(f'{ip.name}: image {rgb.shape[1]}x{rgb.shape[0]} and '
+                                     f'label {lab.shape[1]}x{lab.shape[0]} differ')
+                stamp = start_ns + i * period_ns
+                header = make_header(ts, stamp, frame_id)
+                if compressed:
+                    fmt, data = rgb_to_compressed(rgb, 'jpeg')
+                    bag.write(image_topic, compressed_msg(ts, header, fmt, data), stamp)
+                else:
+                    bag.write(image_topic, image_msg(ts, header, rgb_to_image_fields(rgb)),
+                              stamp)
+                bag.write_labels(label_topic, header, lab, stamp)
+    except BaseException:
+        if created:             # a failed run leaves no half-written bag behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return {'bag': str(out), 'storage': storage, 'frames': len(pairs),
             'image_topic': image_topic, 'label_topic': label_topic,
             'image_type': 'sensor_msgs/msg/CompressedImage' if compressed

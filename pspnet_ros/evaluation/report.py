@@ -105,9 +105,14 @@ def markdown(report: dict) -> str:
               f'{_fmt(th["evaluator_frames_per_s"], False)} frames/s']
     if th.get('model_frames_per_s'):
         lines.append(f'- model alone: {_fmt(th["model_frames_per_s"], False)} frames/s')
-    lines += ['', 'Files: `report.json`, `iou.png`, `confusion.png`, `latency.png`, '
-              '`samples.png`.', '']
+    files = report.get('files') or ['report.json']
+    lines += ['', 'Files: ' + ', '.join(f'`{f}`' for f in files if f != 'summary.md') + '.',
+              '']
     return '\n'.join(lines)
+
+
+# Plot files an eval run may write (removed first, so a folder never mixes two runs).
+PLOT_FILES = ('iou.png', 'confusion.png', 'latency.png', 'samples.png')
 
 
 def per_bag_table(bags: Sequence[dict]) -> list[str]:

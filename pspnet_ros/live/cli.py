@@ -1,6 +1,7 @@
 """``pspnet-ros live``: replay a bag through a running (or freshly started) node and score it."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,8 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         'live', help='publish a bag into segment_node over DDS at real rate; score what comes '
-        'back (accuracy, end-to-end latency, drops)')
+        'back (accuracy, end-to-end latency, drops)',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('bag', help='bag folder or .db3/.mcap file (e.g. from make-bag)')
     p.add_argument('--image-topic', action='append', default=None,
                    help='image topic in the bag (default /camera/image_raw); with --cameras '
@@ -33,6 +35,8 @@ def register(subparsers) -> None:
                    help='start segment_node in its own process (in a private DDS domain)')
     p.add_argument('--params-file', default='', help='parameters for --start-node')
     p.add_argument('--out', default='live_out', help='report folder')
+    p.add_argument('--wait', type=float, default=120.0,
+                   help='seconds to wait for the node to come up and subscribe')
     p.set_defaults(func=cmd_live)
 
 
@@ -53,12 +57,18 @@ def _camera_topics(args) -> dict[str, tuple[str, str]]:
 
 def cmd_live(args) -> int:
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from ..core import get_label_set
     from ..evaluation.bagio import BagError, BagSource
     from .client import LiveClient, default_params_file, start_node, stop_node
     from .replay import IMAGE_TYPES, replay_cameras
     from .transport import use_large_frames_profile
+    if args.rate_factor <= 0:
+        raise ValueError(f'--rate-factor must be > 0, got {args.rate_factor}')
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f'--limit must be >= 1, got {args.limit}')
+    if args.wait <= 0:
+        raise ValueError(f'--wait must be > 0 seconds, got {args.wait}')
     try:      # check the bag before starting anything; its image type picks the publisher
         cameras = _camera_topics(args)
         with BagSource(args.bag) as src:
@@ -90,13 +100,22 @@ def cmd_live(args) -> int:
     ex = SingleThreadedExecutor()
     for client in clients.values():
         ex.add_node(client)
+    domain = os.environ.get('ROS_DOMAIN_ID', '0')
+    print(f'waiting up to {args.wait:g} s for {args.node} to subscribe to '
+          + ', '.join(c.pub.topic_name for c in clients.values())
+          + f' and publish ~/label_info (ROS_DOMAIN_ID {domain}'
+          + (', starting it' if proc is not None else '') + '; Ctrl-C to stop)...',
+          file=sys.stderr, flush=True)
     try:
         for cam, client in clients.items():
-            if not client.wait_for_node(ex, 120):
+            if not client.wait_for_node(ex, args.wait):
                 print(f'error: no node at {args.node} subscribed to {client.pub.topic_name} '
-                      'within 120 s (start one, or pass --start-node)', file=sys.stderr)
+                      f'within {args.wait:g} s in ROS_DOMAIN_ID {domain} (start one, or pass '
+                      '--start-node)', file=sys.stderr)
                 return 2
         client.spin_until(ex, lambda: False, 1.0)
+        print(f'node up; publishing {args.bag} at {args.rate_factor:g}x real rate...',
+              file=sys.stderr, flush=True)
         ls = get_label_set(client.label_info['label_set'])
         try:
             reps = replay_cameras(args.bag, {c: (clients[c], *cameras[c]) for c in cameras},
@@ -105,6 +124,10 @@ def cmd_live(args) -> int:
         except BagError as exc:
             print(f'error: {exc}', file=sys.stderr)
             return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        # Ctrl-C: rclpy's signal handler shuts the context down mid-spin.
+        print('interrupted', file=sys.stderr)
+        return 130
     finally:
         if proc is not None:
             stop_node(proc)

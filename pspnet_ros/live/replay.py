@@ -140,6 +140,13 @@ def _report(bag, client: LiveClient, itype: str, st: dict, read_error, num_class
                         (('p50', 50), ('p90', 90), ('p99', 99), ('max', 100))}
                        if lat.size else {}),
         'per_frame_latency_ms': [round(float(v), 2) for v in lat],
+        # Every published frame in bag order: latency in ms, or None if it was dropped.
+        'per_frame': [{'frame': i, 'stamp_ns': k,
+                       'latency_ms': (round(1e3 * (client.received[k].times['mask']
+                                                   - client.sent[k]), 2)
+                                      if k in client.received
+                                      and 'mask' in client.received[k].times else None)}
+                      for i, k in enumerate(sent)],
         'read_error': read_error,
         'samples': samples,
     }

@@ -1,6 +1,7 @@
 """TFLite backends: LiteRT (or tflite-runtime) interpreter with XNNPACK, and Edge TPU."""
 from __future__ import annotations
 
+import ctypes
 import platform
 
 import numpy as np
@@ -156,6 +157,9 @@ class EdgeTPUBackend(TFLiteBackend):
             raise BackendError(f'edgetpu device must be usb, usb:N, pci or pci:N, got {device!r}')
         options = {'device': selector} if selector else {}
         try:
+            # Load the library first: a Delegate whose library failed to load is half-built,
+            # and its __del__ prints "AttributeError: ... '_library'" when Python exits.
+            ctypes.CDLL(EDGETPU_LIBRARY)
             delegate = load_delegate(EDGETPU_LIBRARY, options)
         except (ValueError, OSError) as exc:
             # Documented as ValueError; a missing library raises OSError from ctypes.
