@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from ros_fixtures import DOMAIN, NodeUnderTest, ROOT, rclpy_session
+from ros_fixtures import DOMAIN, NodeUnderTest, ROOT
 
-pytestmark = pytest.mark.ros
-rclpy_session()
+pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
+pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
 
 from pspnet_ros.live import stamp_key  # noqa: E402
 
