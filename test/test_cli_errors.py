@@ -46,6 +46,13 @@ def _unpaired(tmp):
     return tmp
 
 
+def _small_bag(tmp):
+    from pspnet_ros.evaluation.makebag import make_bag
+    _folders(tmp)
+    make_bag(tmp / 'imgs', tmp / 'labs', tmp / 'small_bag', limit=1)
+    return tmp
+
+
 # (id, argv with {tmp}/{img}/{card} placeholders, setup, expected text in the error line)
 CASES = [
     ('segment-missing-file', ['segment', '{tmp}/missing.png', '--out', '{tmp}/seg'], None,
@@ -83,6 +90,8 @@ CASES = [
      lambda t: (_folders(t), _shrink_label(t)), 'differ'),
     ('live-missing-bag', ['live', '{tmp}/nobag'], None, 'bag not found'),
     ('live-bad-rate', ['live', '{tmp}/nobag', '--rate-factor', '0'], None, 'rate-factor'),
+    ('live-no-node', ['live', '{tmp}/small_bag', '--wait', '3', '--node', '/nobody'],
+     _small_bag, 'no node at /nobody subscribed to /image within 3 s'),
     ('export-missing-card', ['export', '{tmp}/none.yaml', '--format', 'onnx', '--out',
                              '{tmp}/x'], None, 'model card not found'),
     ('export-int8-without-calibration', ['export', '{card}', '--format', 'tflite-int8',
@@ -124,6 +133,10 @@ def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys
     assert not (tmp_path / 'x').exists(), 'a failed export left its output folder'
     assert not (tmp_path / 'bag').exists(), 'a failed make-bag left its bag folder'
     assert 'wrote' not in out.out, out.out
+    if argv[0] == 'live' and setup is not None:
+        # It says what it waits for before waiting.
+        assert out.err.startswith('waiting up to 3 s for /nobody to subscribe to /image'), \
+            out.err
 
 
 def test_export_without_litert_torch_names_the_package_and_writes_nothing(tmp_path):
