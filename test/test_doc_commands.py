@@ -17,7 +17,7 @@ from conftest import CAMVID, need, ROOT
 
 DOCS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 COMMAND_WORDS = ('pspnet-ros', 'make', 'ros2', 'colcon', 'rosdep', 'pip', 'python', 'git',
-                 '.venv-export/bin/pspnet-ros', 'cd', 'mkdir', 'cp')
+                 '.venv-export/bin/pspnet-ros', 'cd', 'mkdir', 'cp', 'ray')
 # Commands run elsewhere: prefix -> where.
 COVERED = {
     'make demo': 'test_doc_commands.py::test_the_demo_script_runs_end_to_end',
@@ -34,7 +34,12 @@ COVERED = {
     'pspnet-ros export models/pspnet_mobilenetv2_camvid.yaml --format edgetpu':
         'test_export.py (make test-export: litert-torch)',
     '.venv-export/bin/pspnet-ros export': 'test_parity.py (make test-export)',
+    "pip install '.[ray]'": 'make test-ray (installs requirements-ray.txt)',
+    'ray start': 'test_eval_ray_cluster.py (make test-ray: a two-node cluster on loopback)',
+    'ray stop': 'test_eval_ray_cluster.py (make test-ray)',
 }
+# Options whose commands run in another suite.
+COVERED_OPTIONS = {'--workers': 'test_eval_ray.py / test_eval_ray_cluster.py (make test-ray)'}
 
 
 def commands(path: Path) -> list[tuple[int, str, str]]:
@@ -77,7 +82,9 @@ ALL = [(p.relative_to(ROOT).as_posix(), b, c, n) for p in DOCS for b, c, n in co
 
 
 def _covered(command: str) -> str:
-    return next((where for prefix, where in COVERED.items() if command.startswith(prefix)), '')
+    words = command.split()
+    return next((where for prefix, where in COVERED.items() if command.startswith(prefix)),
+                next((where for opt, where in COVERED_OPTIONS.items() if opt in words), ''))
 
 
 def _runs_here(command: str, needs: str) -> bool:
