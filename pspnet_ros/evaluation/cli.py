@@ -63,6 +63,7 @@ def _eval_on_ray(args, cfg) -> int:
 
 
 def _print_summary(report: dict, cfg) -> None:
+    from .evaluator import exit_code
     for b in report['bags']:
         for key in ('error', 'recovered', 'read_error'):
             if b[key]:
