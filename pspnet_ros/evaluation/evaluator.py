@@ -493,9 +493,11 @@ def write_outputs(report: dict, out: Path, timings: dict[str, list[float]], samp
     if samples:
         rep.montage(samples, palette, out / 'samples.png', SAMPLE_WIDTH)
         written.append('samples.png')
-    report['files'] = ['report.json', 'summary.md', *written]
-    rep.write_json(report, out / 'report.json')
-    (out / 'summary.md').write_text(rep.markdown(rep.clean(report)))
+    # report.json and summary.md list the files this run wrote (the returned report does
+    # not change: the same run gives the same report however it is sharded).
+    on_disk = dict(report, files=['report.json', 'summary.md', *written])
+    rep.write_json(on_disk, out / 'report.json')
+    (out / 'summary.md').write_text(rep.markdown(rep.clean(on_disk)))
 
 
 def exit_code(report: dict) -> int:
