@@ -91,6 +91,11 @@ def replay_cameras(bag: str, cameras: dict[str, tuple[LiveClient, str, str]], ex
                 if len(st['images']) < keep:
                     st['images'][st['sent'][-1]] = msg
         read_error = src.read_error
+    # Diagnostics from while frames flowed: the node's rates are over its last 5 s, so after
+    # the settle wait below they read 0.
+    for cam in cameras:
+        client = cameras[cam][0]
+        state[cam]['during'] = client.diagnostics[-1] if client.diagnostics else None
     any_client = next(iter(cameras.values()))[0]
     any_client.spin_until(executor, lambda: all(
         cameras[c][0].complete(k) for c in cameras for k in state[c]['sent']), settle)
@@ -155,4 +160,7 @@ def _report(bag, client: LiveClient, itype: str, st: dict, read_error, num_class
     if client.diagnostics:
         report['node_diagnostics'] = diag_values(client.diagnostics[-1], client.node_name,
                                                  client.camera)
+    if st.get('during') is not None:
+        report['node_diagnostics_during_replay'] = diag_values(st['during'], client.node_name,
+                                                               client.camera)
     return report
