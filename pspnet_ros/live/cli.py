@@ -90,14 +90,17 @@ def cmd_live(args) -> int:
     # Frames of camera size need the large-frames Fast DDS profile here and in the node
     # (start_node gives it one; a node started elsewhere needs it too: docs/ROS_INTERFACE.md).
     use_large_frames_profile()
-    rclpy.init()
+    # A context of its own: the command also runs inside processes (tests, notebooks) that
+    # may hold rclpy's default context already.
+    context = rclpy.Context()
+    rclpy.init(context=context)
     # CompressedImage frames go to '<topic>/compressed' (the node needs
     # input_transport: compressed for them).
     clients = {cam: LiveClient(node_ns=args.node, camera=cam,
                                image_topic=f'{cam}/image' if cam else args.publish_topic,
                                compressed=image_types[cam].endswith('CompressedImage'),
-                               outputs=('mask',)) for cam in cameras}
-    ex = SingleThreadedExecutor()
+                               outputs=('mask',), context=context) for cam in cameras}
+    ex = SingleThreadedExecutor(context=context)
     for client in clients.values():
         ex.add_node(client)
     domain = os.environ.get('ROS_DOMAIN_ID', '0')
@@ -134,7 +137,7 @@ def cmd_live(args) -> int:
         for client in clients.values():
             ex.remove_node(client)
             client.destroy_node()
-        rclpy.try_shutdown()
+        context.try_shutdown()
     for rep in reps.values():
         rep.pop('samples', None)      # images: not for JSON
     doc = reps[''] if not multi else {'cameras': reps, **_spread(reps)}

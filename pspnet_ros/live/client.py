@@ -89,9 +89,9 @@ class LiveClient(Node):
     def __init__(self, node_ns: str = f'/{NODE_NAME}', image_topic: str = 'image',
                  compressed: bool = False, reliable: bool = False,
                  outputs: tuple[str, ...] = ('mask', 'color_mask', 'overlay', 'occupancy'),
-                 name: str = 'pspnet_live_client', camera: str = ''):
+                 name: str = 'pspnet_live_client', camera: str = '', context=None):
         super().__init__(f'{name}_{camera}' if camera and name == 'pspnet_live_client'
-                         else name)
+                         else name, context=context)
         if camera and image_topic == 'image':
             image_topic = f'{camera}/image'
         out_ns = f'{node_ns}/{camera}' if camera else node_ns
