@@ -12,6 +12,7 @@ _EXPORTS = {
     'LabelSet': '.labels', 'get_label_set': '.labels',
     'Occupancy': '.segmenter', 'SegmentationResult': '.segmenter', 'Segmenter': '.segmenter',
     'default_card_path': '.segmenter',
+    'shipped_file': '.segmenter',
 }
 
 __all__ = sorted(_EXPORTS)

@@ -266,21 +266,23 @@ class Segmenter:
         return colorize(labels, self.palette)
 
 
-def default_card_path() -> Path:
-    """The card of the model shipped with the package (``models/`` in the source tree or the
-    installed ``share/pspnet_ros/models``)."""
-    here = Path(__file__).resolve().parents[2] / 'models'
-    candidates = [here / 'pspnet_mobilenetv2_camvid.yaml']
+def shipped_file(folder: str, name: str) -> Path:
+    """A file the package ships in ``folder`` (``models``, ``config``): the source tree's, else
+    the installed ``share/pspnet_ros`` (ament index of a colcon install, then ``sys.prefix``)."""
+    candidates = [Path(__file__).resolve().parents[2] / folder / name]
     try:
         from ament_index_python.packages import get_package_share_directory
-        candidates.append(Path(get_package_share_directory('pspnet_ros')) / 'models'
-                          / 'pspnet_mobilenetv2_camvid.yaml')
+        candidates.append(Path(get_package_share_directory('pspnet_ros')) / folder / name)
     except Exception:  # not in a ROS install, or package not indexed
         pass
     import sys
-    candidates.append(Path(sys.prefix) / 'share' / 'pspnet_ros' / 'models'
-                      / 'pspnet_mobilenetv2_camvid.yaml')
+    candidates.append(Path(sys.prefix) / 'share' / 'pspnet_ros' / folder / name)
     for c in candidates:
         if c.is_file():
             return c
     return candidates[0]
+
+
+def default_card_path() -> Path:
+    """The card of the model shipped with the package."""
+    return shipped_file('models', 'pspnet_mobilenetv2_camvid.yaml')

@@ -191,7 +191,5 @@ def diag_values(arr: DiagnosticArray, node_name: str = NODE_NAME,
 
 
 def default_params_file() -> Path:
-    here = Path(__file__).resolve().parents[2] / 'config' / 'segment.yaml'
-    if here.is_file():
-        return here
-    return Path(sys.prefix) / 'share' / 'pspnet_ros' / 'config' / 'segment.yaml'
+    from ..core.segmenter import shipped_file
+    return shipped_file('config', 'segment.yaml')

@@ -18,10 +18,8 @@ PROFILE_NAME = 'fastdds_large_frames.xml'
 
 def large_frames_profile() -> Path:
     """The shipped Fast DDS profile for camera-sized frames (source tree or installed share)."""
-    here = Path(__file__).resolve().parents[2] / 'config' / PROFILE_NAME
-    if here.is_file():
-        return here
-    return Path(sys.prefix) / 'share' / 'pspnet_ros' / 'config' / PROFILE_NAME
+    from ..core.segmenter import shipped_file
+    return shipped_file('config', PROFILE_NAME)
 
 
 def profile_env(env: dict | None = None, profile: str | os.PathLike | None = None) -> dict:
