@@ -274,6 +274,9 @@ def test_synchronised_batches_serve_one_capture_instant_and_do_not_wait_for_a_si
                                   60), f'capture {i} was not answered on every camera'
 
         capture(0, CAMS)                 # every camera has published: all three are live
+        # Cameras turn live one by one during capture 0, so it may run as several sets; let a
+        # diagnostics period pass so that 'before' counts all of them.
+        rig.spin(2.5)
         before = rig.diag('', lambda v: int(v.get('sync.complete', 0)) >= 1)
         for i in range(1, 4):
             capture(i, CAMS)
