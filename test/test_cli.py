@@ -73,3 +73,13 @@ def test_train_is_deterministic_resumable_and_writes_card(camvid, coral, tmp_pat
     card = ModelCard.load(tmp_path / 'a' / 'tiny.yaml')
     assert card.input_size == [89, 89] and card.head_channels == 16
     assert '--epochs 2' in card.reproduce
+
+
+def test_building_the_parser_imports_no_rosbags():
+    # The export venv (make test-export) has no rosbags: every subcommand's parser must build
+    # without it.
+    code = ('import sys; from pspnet_ros.cli import build_parser; build_parser(); '
+            "print('rosbags' in sys.modules)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == 'False'

@@ -144,7 +144,7 @@ def register(subparsers) -> None:
                    'label before they count as unlabelled (default 256)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     add_model_args(p)
-    from .shards import DEFAULT_SHARD_FRAMES
+    from . import DEFAULT_SHARD_FRAMES
     ray = p.add_argument_group('parallel, on Ray', 'many bags, and long bags split in time '
                                'ranges, on several processes or machines; needs pip install '
                                "'.[ray]' (see docs/EVALUATION.md)")

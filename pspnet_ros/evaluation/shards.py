@@ -12,12 +12,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import DEFAULT_SHARD_FRAMES
 from .bagio import BagError, BagSource
 from .evaluator import _State, BagEvaluator, EvalConfig
 from .matching import LabelDir
 
 # Shards of a long bag hold ~this many frames by default.
-DEFAULT_SHARD_FRAMES = 500
 # A shard reads labels this far (plus the stamp tolerance) beyond its time range, so frames at
 # its edges find labels recorded just across the boundary.
 SHARD_MARGIN_S = 2.0
