@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 from pathlib import Path
 import platform
 import random
+import subprocess
 import sys
 import time
 
@@ -35,15 +35,27 @@ CARDS = {'torch': MODELS / 'pspnet_mobilenetv2_camvid.yaml',
          'tflite': MODELS / 'pspnet_mobilenetv2_camvid_int8.tflite.yaml'}
 
 
-def busy() -> None:
-    """A CPU-bound competitor: one core, forever (terminated by the parent)."""
-    x = 0
-    while True:
-        x = (x * 1103515245 + 12345) & 0x7fffffff
+# A CPU-bound competitor: one core, forever (killed by the parent). A fresh interpreter, not a
+# fork: a forked child would inherit rclpy's signal handlers (and ignore SIGTERM) and the DDS
+# threads' locks.
+BUSY = 'x = 0\nwhile True:\n    x = (x * 1103515245 + 12345) & 0x7fffffff\n'
+
+
+def start_competitors(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, '-c', BUSY]) for _ in range(n)]
+
+
+def stop_competitors(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.wait(10)
 
 
 def percentiles(ms: list[float]) -> dict:
     import numpy as np
+    if not ms:
+        raise RuntimeError('no timings: not one frame was answered')
     a = np.asarray(ms)
     return {'p50': float(np.percentile(a, 50)), 'p90': float(np.percentile(a, 90)),
             'p99': float(np.percentile(a, 99)), 'max': float(a.max()), 'n': int(a.size)}
@@ -143,18 +155,14 @@ def main(argv: list[str] | None = None) -> int:
                     print(f'{backend}: no mask came back; see {log}', flush=True)
                     continue
                 for n in args.competitors:
-                    workers = [mp.Process(target=busy, daemon=True) for _ in range(n)]
-                    for w in workers:
-                        w.start()
+                    workers = start_competitors(n)
                     try:
                         time.sleep(1.0 if n else 0.0)
                         b = percentiles(bare(seg, frames, args.repeats))
                         nd = percentiles(node_closed_loop(client, ex, frames, args.repeats,
                                                           (n + 1) * 10_000_000))
                     finally:
-                        for w in workers:
-                            w.terminate()
-                            w.join()
+                        stop_competitors(workers)
                     row = {'backend': backend, 'competitors': n, 'bare_ms': b, 'node_ms': nd,
                            'describe': seg.backend.describe()}
                     rows.append(row)
