@@ -18,7 +18,8 @@ def test_camera_module_imports_nothing_from_ros():
             imported |= {a.name.split('.')[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or '').split('.')[0] if not node.level else '.')
-    assert imported <= {'__future__', 'dataclasses', 're', 'threading', 'time', 'typing'}
+    assert imported <= {'__future__', 'collections', 'dataclasses', 're', 'statistics',
+                        'threading', 'time', 'typing'}
 
 
 def test_newest_frame_wins_and_each_overwrite_is_a_drop_of_that_camera():
@@ -102,12 +103,52 @@ def test_incomplete_sync_set_waits_the_bounded_time_then_runs_and_is_counted():
 
 def test_sync_does_not_wait_for_a_camera_that_went_silent():
     cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
-    for cam in CAMS:
-        cs.put(cam, 'x', stamp=1.0, now=0.0)
-    cs.take(now=0.0)
-    cs.put('front', 'a', stamp=5.0, now=3.0)             # right last published at 0.0
+    for i in range(3):                                   # 10 Hz
+        for cam in CAMS:
+            cs.put(cam, 'x', stamp=1.0 + i / 10, now=i / 10)
+        cs.take(now=i / 10)
+    cs.put('front', 'a', stamp=5.0, now=3.0)             # right last published at 0.2
     cs.put('left', 'b', stamp=5.001, now=3.0)
     batch, _ = cs.take(now=3.0)
+    assert batch.cameras == ['front', 'left'] and batch.complete
+
+
+def test_a_slow_rig_keeps_its_sets_whole_the_liveness_window_follows_its_rate():
+    # Triggered every 2 s: with a fixed 1 s window the first camera of each capture would find
+    # the others silent and run alone. The window is 3 frame intervals of each camera.
+    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    for i in range(4):
+        t = 2.0 * i
+        cs.put('front', i, stamp=100.0 + i, now=t)
+        if i:   # from the second capture on, every camera is live and is waited for
+            assert cs.take(now=t) == (None, pytest.approx(0.1))
+        cs.put('left', i, stamp=100.0 + i, now=t + 0.01)
+        cs.put('right', i, stamp=100.0 + i, now=t + 0.02)
+        batch, _ = cs.take(now=t + 0.02)
+        assert batch.cameras == list(CAMS) or i == 0, (i, batch.cameras)
+    assert cs.silence_window('right') == pytest.approx(6.0)
+    assert (cs.sync_complete, cs.sync_incomplete) == (4, 0)
+    # right dies: waited for (bounded) within its window, not after it.
+    cs.put('front', 'a', stamp=108.0, now=8.0)
+    cs.put('left', 'a', stamp=108.0, now=8.0)
+    assert cs.take(now=8.0) == (None, pytest.approx(0.1))
+    assert not cs.take(now=8.1)[0].complete
+    cs.put('front', 'b', stamp=112.0, now=12.1)          # right last sent at 6.02
+    cs.put('left', 'b', stamp=112.0, now=12.1)
+    batch, _ = cs.take(now=12.1)
+    assert batch.cameras == ['front', 'left'] and batch.complete
+
+
+def test_a_fast_rig_stops_waiting_for_a_dead_camera_after_silent_after():
+    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    for i in range(10):                                  # 30 Hz
+        for cam in CAMS:
+            cs.put(cam, i, stamp=i / 30, now=i / 30)
+        assert cs.take(now=i / 30)[0].complete
+    assert cs.silence_window('front') == pytest.approx(1.0)   # 3 x 33 ms < 1 s
+    cs.put('front', 'a', stamp=2.0, now=2.0)
+    cs.put('left', 'a', stamp=2.0, now=2.0)              # right silent for 1.7 s
+    batch, _ = cs.take(now=2.0)
     assert batch.cameras == ['front', 'left'] and batch.complete
 
 

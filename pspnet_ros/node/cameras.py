@@ -9,20 +9,28 @@ per round and none can starve another.
 With ``sync_tolerance`` > 0 a batch is a capture instant instead: the frames whose stamps lie
 within the tolerance of the longest-waiting frame. A set is taken as soon as every live camera
 has a frame in it, or after ``sync_wait`` seconds without one (counted as incomplete). A
-camera that published nothing for ``silent_after`` seconds is not waited for.
+camera is silent, and not waited for, when it published nothing for its liveness window:
+``silent_periods`` times its own median frame interval (over its last ``INTERVALS`` frames;
+the rig's median until it has one), and at least ``silent_after`` seconds. The window follows
+the rig's rate, so a rig triggered every few seconds (or a node whose frames arrive seconds
+apart) keeps its sets whole, while a 30 Hz rig stops waiting for a dead camera after
+``silent_after``.
 
 Nothing here blocks except ``wait``, and every method takes ``now`` so that tests can drive
 the clock.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 import re
+import statistics
 import threading
 import time
 from typing import Any, Iterable
 
 CAMERA_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
+INTERVALS = 8      # frame intervals per camera that its liveness window is estimated from
 
 
 def check_camera_names(names: Iterable[str]) -> tuple[str, ...]:
@@ -61,6 +69,11 @@ class CameraSlot:
     last_put: float | None = None
     last_served: int = -1          # service number of this camera's last taken frame
     last_stamp: float | None = None  # stamp of this camera's last taken frame
+    intervals: deque = field(default_factory=lambda: deque(maxlen=INTERVALS))
+
+    def period(self) -> float | None:
+        """Median seconds between this camera's recent frames (None before two frames)."""
+        return statistics.median(self.intervals) if self.intervals else None
 
 
 @dataclass
@@ -87,21 +100,26 @@ class CameraSet:
         max_batch: most frames per batch (>= 1). Ignored for sync sets, which are taken whole.
         sync_tolerance: seconds; > 0 batches frames of one capture instant (0 = off).
         sync_wait: seconds a sync set waits for its missing cameras before it runs anyway.
-        silent_after: seconds without a frame after which a camera is not waited for.
+        silent_after: shortest liveness window (seconds): a camera that sent nothing for
+            that long, and for ``silent_periods`` of its own frame intervals, is not waited for.
+        silent_periods: the liveness window in frame intervals of the camera.
     """
 
     def __init__(self, names: Iterable[str], max_batch: int = 4, sync_tolerance: float = 0.0,
-                 sync_wait: float = 0.1, silent_after: float = 1.0):
+                 sync_wait: float = 0.1, silent_after: float = 1.0,
+                 silent_periods: float = 3.0):
         names = check_camera_names(names) if not _is_default(names) else ('',)
         if max_batch < 1:
             raise ValueError(f'max_batch must be >= 1, got {max_batch}')
-        if sync_tolerance < 0 or sync_wait < 0 or silent_after <= 0:
+        if sync_tolerance < 0 or sync_wait < 0 or silent_after <= 0 or silent_periods <= 0:
             raise ValueError(f'sync_tolerance ({sync_tolerance}) and sync_wait ({sync_wait}) '
-                             f'must be >= 0 and silent_after ({silent_after}) > 0')
+                             f'must be >= 0, silent_after ({silent_after}) and silent_periods '
+                             f'({silent_periods}) > 0')
         self.max_batch = int(max_batch)
         self.sync_tolerance = float(sync_tolerance)
         self.sync_wait = float(sync_wait)
         self.silent_after = float(silent_after)
+        self.silent_periods = float(silent_periods)
         self.slots = {n: CameraSlot(n) for n in names}
         self.rounds = 0
         self._served = 0
@@ -122,6 +140,8 @@ class CameraSet:
         with self._cond:
             slot = self.slots[camera]
             slot.received += 1
+            if slot.last_put is not None:
+                slot.intervals.append(max(0.0, now - slot.last_put))
             slot.last_put = now
             replaced = slot.frame is not None
             if replaced:
@@ -129,6 +149,21 @@ class CameraSet:
             slot.frame = Frame(camera, payload, float(stamp), now)
             self._cond.notify()
         return replaced
+
+    def silence_window(self, camera: str) -> float:
+        """Seconds without a frame after which ``camera`` counts as silent."""
+        with self._cond:
+            return self._window(self.slots[camera])
+
+    def _window(self, slot: CameraSlot) -> float:
+        period = slot.period()
+        if period is None:
+            # Until a camera has its own interval, the rig's: the median of the others'.
+            known = [p for p in (s.period() for s in self.slots.values()) if p is not None]
+            period = statistics.median(known) if known else None
+        if period is None:
+            return self.silent_after
+        return max(self.silent_after, self.silent_periods * period)
 
     def clear(self) -> int:
         """Forget every waiting frame (not counted as drops); returns how many there were."""
@@ -188,7 +223,7 @@ class CameraSet:
         members = [s for s in waiting
                    if abs(s.frame.stamp - anchor.stamp) <= self.sync_tolerance]
         live = [s for s in self.slots.values()
-                if s.last_put is not None and now - s.last_put <= self.silent_after]
+                if s.last_put is not None and now - s.last_put <= self._window(s)]
         # A live camera is missing unless its frame of this instant waits here or has already
         # run (it arrived first, e.g. while the other cameras were not live yet).
         complete = all(s in members or (s.last_stamp is not None and
