@@ -13,6 +13,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 import json
+import signal
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -644,6 +645,10 @@ class SegmentNode(LifecycleNode):
                 'output_rate_hz': f'{cam.out_rate.rate():.2f}'}
         for k in FRAME_COUNTS:
             vals[k] = str(c.get(k, 0))
+        camset = self.camset
+        if camset is not None and camset.sync_tolerance > 0:
+            # How long this camera may send nothing before synchronised sets stop waiting.
+            vals['sync.silence_window_s'] = f'{camset.silence_window(cam.name):.3f}'
         vals.update(self._stats_values(c, cam.latency.summary()))
         return vals
 
@@ -739,6 +744,10 @@ def main(args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C in the terminal of `ros2 launch` reaches the node twice (the terminal's
+        # process group, then launch): the second must not break the clean-up (bounded by the
+        # inference thread's 10 s) with a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node._close_inference()
             node.destroy_node()
