@@ -52,9 +52,12 @@ def test_an_explicit_wait_policy_in_the_environment_is_kept():
     got = _child('import json, os\n'
                  'from pspnet_ros.core.threads import configure_threads\n'
                  'configure_threads()\n'
-                 'print(json.dumps({"wait": os.environ["OMP_WAIT_POLICY"]}))',
+                 'print(json.dumps({k: os.environ.get(k) for k in\n'
+                 '    ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}))',
                  env={'OMP_WAIT_POLICY': 'ACTIVE'})
-    assert got == {'wait': 'ACTIVE'}
+    # Nothing else may undo the user's choice: libgomp takes an explicit GOMP_SPINCOUNT over
+    # OMP_WAIT_POLICY, so GOMP_SPINCOUNT=0 would make ACTIVE passive again.
+    assert got == {'OMP_WAIT_POLICY': 'ACTIVE', 'GOMP_SPINCOUNT': None, 'KMP_BLOCKTIME': None}
 
 
 def test_num_threads_is_capped_at_the_usable_cpus():

@@ -98,7 +98,8 @@ def configure_threads(num_threads: int = 0, cpu_affinity: Iterable[int] = ()
 
     Sets passive waiting for OpenMP/BLAS and their thread counts to ``num_threads`` capped at
     the usable CPUs (0 = all usable CPUs), after pinning the process to ``cpu_affinity`` if
-    given. An explicit ``OMP_WAIT_POLICY`` in the environment is kept. If torch is already
+    given. An explicit ``OMP_WAIT_POLICY`` in the environment is kept, and then no spin count
+    is set either. If torch is already
     loaded its pool size is set directly; passive waiting can then no longer be applied and a
     note says so.
     """
@@ -111,8 +112,11 @@ def configure_threads(num_threads: int = 0, cpu_affinity: Iterable[int] = ()
     if num_threads > threads:
         notes.append(f'num_threads {num_threads} capped at the {threads} CPUs this process may '
                      'use')
-    for key, value in PASSIVE_ENV.items():
-        os.environ.setdefault(key, value)
+    # A wait policy the user chose is kept whole: libgomp takes an explicit GOMP_SPINCOUNT
+    # over OMP_WAIT_POLICY, so the passive spin counts are set only with the passive policy.
+    if 'OMP_WAIT_POLICY' not in os.environ:
+        for key, value in PASSIVE_ENV.items():
+            os.environ.setdefault(key, value)
     for key in THREAD_COUNT_ENV:
         os.environ[key] = str(threads)
     if 'torch' in sys.modules:
@@ -121,5 +125,5 @@ def configure_threads(num_threads: int = 0, cpu_affinity: Iterable[int] = ()
     if _LOADED_FIRST:
         notes.append(f'{", ".join(_LOADED_FIRST)} loaded before the thread pools were '
                      'configured; their wait policy is the library default')
-    env = {k: os.environ[k] for k in (*PASSIVE_ENV, *THREAD_COUNT_ENV)}
+    env = {k: os.environ[k] for k in (*PASSIVE_ENV, *THREAD_COUNT_ENV) if k in os.environ}
     return ThreadSettings(cpus, threads, env, notes)
