@@ -99,12 +99,15 @@ TRAIN_HELP = {
     'weight_decay': 'SGD weight decay',
     'aux_weight': "weight of PSPNet's auxiliary loss",
     'class_weighting': 'loss weights per class: none, median, sqrt-median',
-    'init': 'initial weights: a checkpoint, or tflite:FILE for ImageNet MobileNetV2 from '
-            "Coral's mobilenet_v2_1.0_224_quant.tflite",
+    'init': 'initial weights: a checkpoint, or tflite:FILE for a MobileNetV2 backbone '
+            'de-quantised from a Coral file: mobilenet_v2_1.0_224_quant.tflite (ImageNet) or '
+            'deeplabv3_mnv2_pascal_quant.tflite (segmentation, PASCAL VOC)',
     'mean': 'per-channel mean subtracted from RGB input',
     'std': 'per-channel std dividing RGB input',
     'seed': 'random seed (runs are deterministic)',
     'threads': 'CPU threads (0 = all)',
+    'device': 'auto (the first CUDA GPU if torch sees one, else cpu), cpu, cuda or cuda:N',
+    'amp': 'auto: float16 mixed precision (autocast and loss scaling) on CUDA; off: float32',
     'eval_every': 'validate every N epochs',
     'max_iters_per_epoch': 'cap steps per epoch (0 = the whole set)',
     'stop_after': 'stop after N epochs of this run, keeping the checkpoint; the same command '

@@ -63,6 +63,8 @@ class TrainConfig:
     std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     seed: int = 0
     threads: int = 0
+    device: str = 'auto'
+    amp: str = 'auto'
     eval_every: int = 5
     max_iters_per_epoch: int = 0
     stop_after: int = 0
@@ -80,6 +82,29 @@ class TrainConfig:
         for name in ('epochs', 'batch_size'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')
+        if self.device not in ('auto', 'cpu', 'cuda') and not self.device.startswith('cuda:'):
+            raise ValueError(f'device must be auto, cpu, cuda or cuda:N, got {self.device!r}')
+        if self.amp not in ('auto', 'off'):
+            raise ValueError('amp must be auto (float16 autocast on CUDA) or off, got '
+                             f'{self.amp!r}')
+
+
+def training_device(name: str) -> torch.device:
+    """The device to train on: ``auto`` is the first CUDA GPU if torch sees one, else the CPU;
+    ``cuda`` without a usable GPU is an error that says why."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name.startswith('cuda'):
+        if not torch.cuda.is_available():
+            build = 'a CPU-only build' if torch.version.cuda is None else \
+                f'built for CUDA {torch.version.cuda}, but it sees no GPU'
+            raise ValueError(f'--device {name}: torch.cuda.is_available() is False (torch '
+                             f'{torch.__version__} is {build}); use --device cpu or auto')
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f'--device {name}: only {torch.cuda.device_count()} GPU(s) visible')
+        return dev
+    return torch.device('cpu')
 
 
 def class_weights(labels: list[np.ndarray], num_classes: int, ignore: int, mode: str
@@ -136,6 +161,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = training_device(cfg.device)
+    amp = device.type == 'cuda' and cfg.amp == 'auto'
     out = Path(cfg.out)
     ckpt_dir = out / 'checkpoints'
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +174,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     model = build_for_training(cfg, labelset.num_classes)
     ckpt_path = ckpt_dir / 'last.pt'
     start_epoch = 0
+    scaler_state: dict = {}
     history: list[dict] = []
     best: dict = {}         # epoch and val mIoU of the model kept in out/best/
     head = [p for n, p in model.named_parameters() if n.startswith(('ppm', 'cls', 'aux'))]
@@ -163,6 +191,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                              '--no-resume') from exc
         model.load_state_dict(ck['model'])
         opt.load_state_dict(ck['optimizer'])
+        scaler_state = ck.get('scaler') or {}
         start_epoch = int(ck['epoch'])
         history, best = list(ck.get('history', [])), dict(ck.get('best', {}))
         print(f'resumed from {ckpt_path} at epoch {start_epoch}')
@@ -175,6 +204,18 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         bns = [m for n, m in model.named_modules()
                if n.startswith('layer') and isinstance(m, torch.nn.BatchNorm2d)]
         calibrate_batchnorm(model, batches, bns)
+    model.to(device)               # in place: the optimizer keeps the same parameters
+    for state in opt.state.values():   # momentum buffers of a resumed run
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                state[k] = v.to(device)
+    if weights is not None:
+        weights = weights.to(device)
+    # Mixed precision on CUDA: float16 autocast with a loss scaler (the loss and the weights
+    # stay float32); on the CPU everything is float32.
+    scaler = torch.amp.GradScaler('cuda', enabled=amp)
+    if amp and scaler_state:
+        scaler.load_state_dict(scaler_state)
     per_epoch = len(data) // cfg.batch_size
     if cfg.max_iters_per_epoch:
         per_epoch = min(per_epoch, cfg.max_iters_per_epoch)
@@ -195,7 +236,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             it = epoch * per_epoch + i
             for g, mult in zip(opt.param_groups, (1.0, cfg.head_lr_mult)):
                 g['lr'] = poly_lr(cfg.lr * mult, it, total)
-            main, aux = model(x, return_aux=True)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                main, aux = model(x, return_aux=True)
+            main, aux = main.float(), aux.float()
             loss = F.cross_entropy(main, y, weight=weights, ignore_index=ignore)
             loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, weight=weights,
                                                            ignore_index=ignore)
@@ -203,11 +247,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                 raise RuntimeError(f'loss became {loss.item()} at epoch {epoch + 1} iter {i}; '
                                    'lower --lr')
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             losses.append(loss.item())
             bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}')
-        rec = {'epoch': epoch + 1, 'loss': float(np.mean(losses)), 'seconds': time.time() - t0}
+        rec = {'epoch': epoch + 1, 'loss': float(np.mean(losses)), 'seconds': time.time() - t0,
+               'device': str(device) + (' amp' if amp else '')}
         if cfg.val_images and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             card = _write_model(model, cfg, out, {})
             m = evaluate_pairs(Segmenter(card), find_pairs(cfg.val_images, cfg.val_labels))
@@ -223,6 +269,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                 _copy_model(card, out / 'best')
         history.append(rec)
         torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
+                    'scaler': scaler.state_dict() if amp else {},
                     'epoch': epoch + 1, 'history': history, 'best': best}, ckpt_path)
         (out / f'{cfg.name}.history.json').write_text(json.dumps(history, indent=1))
         print(json.dumps(rec), flush=True)
