@@ -17,6 +17,10 @@ min(N, max_batch) frames in this process, to compare p99 against.
 Targets (issue 12, 2-core CPU): 4-camera node RSS <= 1.3x the 1-camera node's; its
 aggregate output rate >= four single-camera nodes'; per-camera rates within +-15 % under
 overload; per-camera p99 <= 2.5x the bare time for one batch. Prints a table, writes JSON.
+
+A shared 2-core machine drifts by tens of percent within minutes, so with ``--repeats R`` every
+setup runs R times, interleaved (multi and single alternate, the order flipping each round),
+and the checks use each setup's median over its repeats.
 """
 from __future__ import annotations
 
@@ -188,6 +192,8 @@ def main(argv=None) -> int:
     p.add_argument('--frames', type=int, default=20, help='distinct frames per camera')
     p.add_argument('--max-batch', type=int, default=4, help='max_batch of the multi node')
     p.add_argument('--bare-repeats', type=int, default=10)
+    p.add_argument('--repeats', type=int, default=2,
+                   help='runs of every setup, interleaved; checks use the medians')
     p.add_argument('--params-file', default=str(ROOT / 'config' / 'segment.yaml'),
                    help='node parameters; the bare Segmenter gets the same backend options')
     p.add_argument('--out', default='bench_out/multicam.json')
@@ -224,55 +230,77 @@ def main(argv=None) -> int:
     ex = SingleThreadedExecutor()
     runs = []
     stamp = 1_000_000_000
-    try:
+    order = []
+    for r in range(args.repeats):
         for n in counts:
-            for mode in modes:
-                setup = Setup(mode, n, args.params_file, domain, out.parent, args.max_batch,
-                              ex)
-                try:
-                    if not setup.wait_ready():
-                        raise SystemExit(f'{mode} {n}: node(s) did not come up; logs in '
-                                         f'{out.parent}')
-                    warm = setup.phase(frames, 2.0, 2.0, stamp, args.settle)  # warm-up
+            # Alternate which setup goes first, so a drifting machine favours neither.
+            order += [(r, n, m) for m in (modes if (r + counts.index(n)) % 2 == 0
+                                          else modes[::-1])]
+    try:
+        for rep, n, mode in order:
+            setup = Setup(mode, n, args.params_file, domain, out.parent, args.max_batch,
+                          ex)
+            try:
+                if not setup.wait_ready():
+                    raise SystemExit(f'{mode} {n}: node(s) did not come up; logs in '
+                                     f'{out.parent}')
+                warm = setup.phase(frames, 2.0, 2.0, stamp, args.settle)  # warm-up
+                stamp += 1_000_000
+                rss_idle = setup.rss_mb()
+                run = {'mode': mode, 'cameras': n, 'repeat': rep,
+                       'rss_mb_after_warmup': rss_idle,
+                       'warmup_answered': sum(c['answered'] for c in
+                                              warm['cameras'].values())}
+                for name, rate in (('nominal', args.rate), ('overload', args.overload_rate)):
+                    run[name] = setup.phase(frames, rate, args.seconds, stamp, args.settle)
                     stamp += 1_000_000
-                    rss_idle = setup.rss_mb()
-                    run = {'mode': mode, 'cameras': n, 'rss_mb_after_warmup': rss_idle,
-                           'warmup_answered': sum(c['answered'] for c in
-                                                  warm['cameras'].values())}
-                    for name, rate in (('nominal', args.rate), ('overload', args.overload_rate)):
-                        run[name] = setup.phase(frames, rate, args.seconds, stamp, args.settle)
-                        stamp += 1_000_000
-                        run[name]['p99_over_bare_batch'] = (
-                            run[name]['e2e_ms_p99_worst_camera'] / bare[n]
-                            if run[name]['e2e_ms_p99_worst_camera'] else None)
-                finally:
-                    run['exit_codes'] = setup.close()
-                runs.append(run)
-                print(f'done: {mode} x{n}', flush=True)
+                    run[name]['p99_over_bare_batch'] = (
+                        run[name]['e2e_ms_p99_worst_camera'] / bare[n]
+                        if run[name]['e2e_ms_p99_worst_camera'] else None)
+            finally:
+                run['exit_codes'] = setup.close()
+            runs.append(run)
+            print(f'done: {mode} x{n} (repeat {rep + 1}/{args.repeats})', flush=True)
     finally:
         rclpy.try_shutdown()
 
-    def find(mode, n):
-        return next((r for r in runs if r['mode'] == mode and r['cameras'] == n), None)
+    def med(mode, n, phase, key):
+        """Median of one measure over a setup's repeats (None if it never ran)."""
+        vals = [r[phase][key] for r in runs if r['mode'] == mode and r['cameras'] == n
+                and r[phase].get(key) is not None]
+        return float(np.median(vals)) if vals else None
     checks = {}
-    m1, m4, s4 = find('multi', 1), find('multi', 4), find('single', 4)
-    if m1 and m4:
-        checks['rss_4cam_over_1cam'] = m4['overload']['rss_mb'] / m1['overload']['rss_mb']
-    if m4 and s4:
-        checks['aggregate_rate_multi4_over_single4'] = (
-            m4['overload']['aggregate_output_rate_hz']
-            / max(s4['overload']['aggregate_output_rate_hz'], 1e-9))
-        checks['rss_single4_over_multi4'] = s4['overload']['rss_mb'] / m4['overload']['rss_mb']
-    if m4:
-        checks['rate_spread_pct_multi4_overload'] = m4['overload']['rate_spread_pct']
-        checks['p99_over_bare_batch_multi4_nominal'] = m4['nominal']['p99_over_bare_batch']
+    top = max(counts)
+    rss1, rss4 = med('multi', 1, 'overload', 'rss_mb'), med('multi', top, 'overload', 'rss_mb')
+    rate_m4 = med('multi', top, 'overload', 'aggregate_output_rate_hz')
+    rate_s4 = med('single', top, 'overload', 'aggregate_output_rate_hz')
+    rss_s4 = med('single', top, 'overload', 'rss_mb')
+    if rss1 and rss4:
+        checks['rss_4cam_over_1cam'] = rss4 / rss1
+    if rate_m4 is not None and rate_s4:
+        checks['aggregate_rate_multi4_over_single4'] = rate_m4 / rate_s4
+        # Per round: each repeat's multi run against the single run next to it.
+        pairs = [(r['overload']['aggregate_output_rate_hz'],
+                  s['overload']['aggregate_output_rate_hz'])
+                 for r in runs if r['mode'] == 'multi' and r['cameras'] == top
+                 for s in runs if s['mode'] == 'single' and s['cameras'] == top
+                 and s['repeat'] == r['repeat']]
+        checks['aggregate_rate_ratio_per_repeat'] = [a / max(b, 1e-9) for a, b in pairs]
+    if rss_s4 and rss4:
+        checks['rss_single4_over_multi4'] = rss_s4 / rss4
+    if rate_m4 is not None:
+        checks['rate_spread_pct_multi4_overload'] = med('multi', top, 'overload',
+                                                        'rate_spread_pct')
+        checks['p99_over_bare_batch_multi4_nominal'] = med('multi', top, 'nominal',
+                                                           'p99_over_bare_batch')
     result = {
         'machine': f'{platform.node()} {platform.machine()} {os.cpu_count()} cpus',
         'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
         'backend': params.get('backend', 'torch'), 'device': params.get('device', 'cpu'),
         'backend_options': options, 'frame_size': [h, w], 'rate_hz': args.rate,
         'overload_rate_hz': args.overload_rate, 'seconds': args.seconds,
-        'max_batch': args.max_batch, 'bare_batch_ms': {str(k): v for k, v in bare.items()},
+        'max_batch': args.max_batch, 'repeats': args.repeats,
+        'bare_batch_ms': {str(k): v for k, v in bare.items()},
         'runs': runs, 'checks': checks,
         'targets': {'rss_4cam_over_1cam': '<= 1.3', 'aggregate_rate_multi4_over_single4': '>= 1.0',
                     'rate_spread_pct_multi4_overload': '<= 15',
@@ -289,7 +317,8 @@ def main(argv=None) -> int:
 
             def fmt(v, spec):
                 return format(v, spec) if v is not None else '-'
-            print(f'{r["mode"] + " x" + str(r["cameras"]):>10s} {phase:>9s} '
+            print(f'{r["mode"] + " x" + str(r["cameras"]) + " #" + str(r["repeat"] + 1):>10s} '
+                  f'{phase:>9s} '
                   f'{ph["input_rate_hz"]:9.1f} {ph["rss_mb"]:8.0f} '
                   f'{ph["aggregate_output_rate_hz"]:8.2f} {fmt(ph["rate_spread_pct"], "8.1f")} '
                   f'{fmt(ph["e2e_ms_p99_worst_camera"], "8.0f")} '
@@ -297,8 +326,12 @@ def main(argv=None) -> int:
     if checks:
         targets = ', '.join(f'{k} {v}' for k, v in result['targets'].items())
         print(f'\nchecks (targets: {targets})')
+        print('  (medians over the repeats)')
         for k, v in checks.items():
-            print(f'  {k}: {v:.2f}' if v is not None else f'  {k}: -')
+            if isinstance(v, list):
+                print(f'  {k}: ' + ', '.join(f'{x:.2f}' for x in v))
+            else:
+                print(f'  {k}: {v:.2f}' if v is not None else f'  {k}: -')
     out.write_text(json.dumps(result, indent=1) + '\n')
     print(f'\nwrote {out}')
     return 0
