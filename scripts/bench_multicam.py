@@ -33,10 +33,15 @@ import random
 import sys
 import time
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# The bare Segmenter gets the thread pools the node sets up (before numpy and torch load), so
+# that node/bare compares the node's own costs, not two wait policies.
+from pspnet_ros.core.threads import configure_threads  # noqa: E402
+THREADS = configure_threads()
+
+import numpy as np  # noqa: E402
 
 
 def load_frames(shared: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
@@ -295,6 +300,7 @@ def main(argv=None) -> int:
                                                            'p99_over_bare_batch')
     result = {
         'machine': f'{platform.node()} {platform.machine()} {os.cpu_count()} cpus',
+        'threads': THREADS.describe(),
         'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
         'backend': params.get('backend', 'torch'), 'device': params.get('device', 'cpu'),
         'backend_options': options, 'frame_size': [h, w], 'rate_hz': args.rate,

@@ -23,10 +23,15 @@ import random
 import sys
 import time
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# The bare Segmenter gets the thread pools the node sets up (before numpy and torch load), so
+# that node/bare compares the node's own costs, not two wait policies.
+from pspnet_ros.core.threads import configure_threads  # noqa: E402
+THREADS = configure_threads()
+
+import numpy as np  # noqa: E402
 
 
 def load_frames(shared: Path, n: int) -> list[np.ndarray]:
@@ -144,6 +149,7 @@ def main(argv=None) -> int:
              ('frames.received', 'frames.processed', 'frames.dropped')}
         result = {
             'machine': f'{platform.node()} {platform.machine()} {os.cpu_count()} cpus',
+            'threads': THREADS.describe(),
             'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
             'frames': len(frames), 'frame_size': list(frames[0].shape[:2]),
             'backend': after.get('backend'), 'device': after.get('device'),
