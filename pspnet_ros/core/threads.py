@@ -11,10 +11,16 @@ from typing import Iterable
 # threads compete with them and latency tails explode (docs/BENCHMARKS.md, "CPU contention").
 # These are read once, when each library loads, so they must be set before torch, numpy or
 # onnxruntime are imported.
+# libgomp (PyTorch's pool) spins GOMP_SPINCOUNT iterations (about 100 000 per ms) before it
+# sleeps, and takes that count over OMP_WAIT_POLICY. 10 000 (about 0.1 ms) bridges the gaps
+# between the layers of one forward pass but sleeps as soon as a frame is done: measured on 2
+# cores (scripts/bench_wait_policy.py, docs/BENCHMARKS.md), idle p50 as fast as the library
+# default and 25 % faster than no spinning at all, and beside 2 busy processes as good as
+# passive (the library default's ~3 ms spin doubled p50 and tripled p99 there).
 PASSIVE_ENV = {
-    'OMP_WAIT_POLICY': 'PASSIVE',   # libgomp and Intel OpenMP: sleep instead of spin
+    'OMP_WAIT_POLICY': 'PASSIVE',   # OpenMP runtimes: sleep instead of spinning for long
     'KMP_BLOCKTIME': '0',           # Intel OpenMP: no spin time after a parallel region
-    'GOMP_SPINCOUNT': '0',          # libgomp: no spin before sleeping
+    'GOMP_SPINCOUNT': '10000',      # libgomp: spin about 0.1 ms, then sleep
 }
 THREAD_COUNT_ENV = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 # Libraries whose pools are fixed once they load.
