@@ -144,6 +144,7 @@ def test_1280x720_best_effort_frames_between_two_processes(tmp_path, profile):
                                           '-p', 'image_qos:=sensor_data'],
                       client_kwargs={'outputs': ('mask',)},
                       **({} if profile else {'fastdds_profile': ''}))
+    started = time.monotonic()
     pub = _publisher('1280x720', 40, _child_env(profile))
     try:
         out, _ = pub.communicate(timeout=120)
@@ -167,8 +168,11 @@ def test_1280x720_best_effort_frames_between_two_processes(tmp_path, profile):
     if not profile:
         log = n.log.read_text()
         assert 'fastdds_large_frames.xml' in log
-        # Starvation and lost frames: one warning a minute at most, not one per frame or tick.
-        assert log.count('camera-sized frames need the Fast DDS profile') == 1, log
+        # Starvation and lost frames: one warning a minute at most, not one per frame or tick
+        # (a loaded machine can stretch this test past a minute).
+        minutes = int((time.monotonic() - started) // 60)
+        assert 1 <= log.count('camera-sized frames need the Fast DDS profile') <= 1 + minutes, \
+            log
 
 
 def _starved(n) -> bool:
