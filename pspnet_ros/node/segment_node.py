@@ -732,7 +732,13 @@ class SegmentNode(LifecycleNode):
             arr.status += [self._status(f'camera {c.name}', self.camera_values(c),
                                         [starving[c.name]] if starving[c.name] else [], False)
                            for c in self.cams.values()]
-        self._pubs['diagnostics'].publish(arr)
+        try:
+            self._pubs['diagnostics'].publish(arr)
+        except Exception:
+            # SIGTERM / SIGINT shut the context down between the timer firing and here: the
+            # report is gone with ROS, not an error. Anything else is.
+            if self.context.ok():
+                raise
 
 
 def main(args=None) -> None:
@@ -743,6 +749,11 @@ def main(args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A callback that raced the shutdown of a signal (publisher's context invalid) is not
+        # an error of the node; one while ROS still runs is.
+        if rclpy.ok():
+            raise
     finally:
         # Ctrl-C in the terminal of `ros2 launch` reaches the node twice (the terminal's
         # process group, then launch): the second must not break the clean-up (bounded by the
