@@ -27,6 +27,8 @@ import sys
 import time
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'scripts'))
+from bench_contention import start_competitors, stop_competitors  # noqa: E402
 SETTINGS = {
     'library default (spin ~3 ms)': {},
     'passive (spin 0)': {'OMP_WAIT_POLICY': 'PASSIVE', 'GOMP_SPINCOUNT': '0'},
@@ -34,7 +36,6 @@ SETTINGS = {
     'spin 10000 (~0.1 ms)': {'GOMP_SPINCOUNT': '10000'},
     'spin 100000 (~1 ms)': {'GOMP_SPINCOUNT': '100000'},
 }
-BUSY = 'x = 0\nwhile True:\n    x = (x * 1103515245 + 12345) & 0x7fffffff\n'
 CHILD = r"""
 import json, sys, time
 import numpy as np
@@ -60,16 +61,14 @@ def measure(env_extra: dict, competitors: int, args) -> dict:
            if k not in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'KMP_BLOCKTIME')}
     env.update(env_extra)
     env['OMP_NUM_THREADS'] = str(len(os.sched_getaffinity(0)))
-    busy = [subprocess.Popen([sys.executable, '-c', BUSY]) for _ in range(competitors)]
+    busy = start_competitors(competitors)
     try:
         time.sleep(0.5 if competitors else 0.0)
         out = subprocess.run([sys.executable, '-c', CHILD, args.images, str(args.frames),
                               str(args.repeats)], env=env, cwd=ROOT, capture_output=True,
                              text=True, timeout=900)
     finally:
-        for b in busy:
-            b.kill()
-            b.wait()
+        stop_competitors(busy)
     if out.returncode != 0:
         raise SystemExit(f'measurement failed: {out.stderr[-2000:]}')
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -732,13 +732,7 @@ class SegmentNode(LifecycleNode):
             arr.status += [self._status(f'camera {c.name}', self.camera_values(c),
                                         [starving[c.name]] if starving[c.name] else [], False)
                            for c in self.cams.values()]
-        try:
-            self._pubs['diagnostics'].publish(arr)
-        except Exception:
-            # SIGTERM / SIGINT shut the context down between the timer firing and here: the
-            # report is gone with ROS, not an error. Anything else is.
-            if self.context.ok():
-                raise
+        self._pubs['diagnostics'].publish(arr)
 
 
 def main(args=None) -> None:
@@ -750,8 +744,9 @@ def main(args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        # A callback that raced the shutdown of a signal (publisher's context invalid) is not
-        # an error of the node; one while ROS still runs is.
+        # A callback that raced the shutdown of a signal (e.g. the diagnostics timer publishing
+        # on an invalid context after SIGTERM) is not an error of the node; one while ROS still
+        # runs is.
         if rclpy.ok():
             raise
     finally:
