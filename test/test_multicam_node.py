@@ -274,11 +274,20 @@ def test_synchronised_batches_serve_one_capture_instant_and_do_not_wait_for_a_si
                                   60), f'capture {i} was not answered on every camera'
 
         capture(0, CAMS)                 # every camera has published: all three are live
-        before = rig.diag('', lambda v: int(v.get('sync.complete', 0)) >= 1)
+
+        def counts(v):
+            return (int(v.get('sync.complete', 0)), int(v.get('sync.incomplete', 0)),
+                    int(v.get('batches', 0)))
+
+        # The node counts a set when it forms and the batch when the backend returns, and a
+        # diagnostics message can fall between the two: wait for one that has both.
+        before = rig.diag('', lambda v: counts(v)[0] >= 1 and
+                          counts(v)[2] >= counts(v)[0] + counts(v)[1])
+        assert before, 'no diagnostics after the first capture'
         for i in range(1, 4):
             capture(i, CAMS)
-        after = rig.diag('', lambda v: int(v['sync.complete']) >= int(before['sync.complete'])
-                         + 3)
+        after = rig.diag('', lambda v: counts(v)[0] >= counts(before)[0] + 3 and
+                         counts(v)[2] >= counts(before)[2] + 3)
         assert after, 'the node did not report three more complete synchronised sets'
         # One set, and one backend run, per capture instant.
         assert int(after['sync.complete']) - int(before['sync.complete']) == 3
