@@ -33,7 +33,7 @@ colcon --log-base log test --base-paths "$ROOT" --build-base build --install-bas
 ros2 daemon stop > /dev/null 2>&1 || true
 results=$(colcon test-result --test-result-base build/pspnet_ros --verbose) || status=1
 echo "$results"
-tests=$(echo "$results" | sed -n 's/^Summary: \([0-9]*\) tests.*/\1/p')
+tests=$(echo "$results" | sed -n 's/^Summary: \([0-9]*\) tests\?[ ,].*/\1/p')
 if [ "${tests:-0}" -eq 0 ]; then
     echo "error: colcon test ran no tests (is pytest declared in setup.py extras_require?)" >&2
     exit 1

@@ -35,7 +35,11 @@ class TestMasksArrive(unittest.TestCase):
     def test_masks_come_back_for_published_frames(self, proc_output):
         from rclpy.executors import SingleThreadedExecutor
         from pspnet_ros.live import LiveClient, stamp_key
-        rclpy.init()
+        # launch_ros may already have initialised rclpy in this process (it does when this
+        # test runs on its own); then it owns the context and shuts it down.
+        owned = not rclpy.ok()
+        if owned:
+            rclpy.init()
         try:
             client = LiveClient(image_topic='/test_camera/image_raw', outputs=('mask',))
             ex = SingleThreadedExecutor()
@@ -48,7 +52,8 @@ class TestMasksArrive(unittest.TestCase):
                 self.assertTrue(client.spin_until(
                     ex, lambda: client.complete(stamp_key(msg.header)), 30))
         finally:
-            rclpy.shutdown()
+            if owned:
+                rclpy.shutdown()
 
 
 @launch_testing.post_shutdown_test()
