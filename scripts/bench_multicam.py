@@ -8,7 +8,10 @@ Each setup gets two phases of ``--seconds``: every camera publishing 480x360 fra
 val, different frames per camera) at ``--rate`` (10 Hz), then at ``--overload-rate``. Cameras
 are not synchronised: camera i publishes ``i / N`` of a period after camera 0.
 
-Measured per setup and phase: resident memory of the node process(es) (VmRSS summed), the
+Measured per setup and phase: resident memory of the node process(es) (VmRSS summed, sampled
+about 4 times a second while the phase publishes: the median is ``rss_mb``, also its maximum
+and the value at the phase's end; one sample swings by tens of MB with where the allocator
+stands in a batch), the
 aggregate output rate (masks received per second, all cameras), the per-camera output rates
 and their spread (largest deviation from the mean, in % of the mean), per-camera end-to-end
 p99 (publish -> mask received), and the bare ``Segmenter.segment_batch`` time for one batch of
@@ -136,15 +139,20 @@ class Setup:
             for i, cam in enumerate(self.cams):
                 events.append((t0 + k * period + i * period / self.n, cam, k))
             k += 1
+        rss_samples, next_sample = [], t0
         for due, cam, k in sorted(events):
             self.spin_until(lambda: time.monotonic() >= due, 10)
+            if time.monotonic() >= next_sample:     # about 4 Hz over the whole phase
+                rss_samples.append(self.rss_mb())
+                next_sample += 0.25
             client = self.clients[cam]
             msg = client.make_image(frames[cam][k % len(frames[cam])], stamp0 + k,
                                     frame_id=cam)
             client.publish(msg)
             sent[cam].append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
         t_end = time.monotonic()
-        rss = self.rss_mb()
+        rss_end = self.rss_mb()
+        rss_samples.append(rss_end)
 
         def all_done():
             return all(c.complete(key) for cam, c in self.clients.items() for key in sent[cam])
@@ -165,7 +173,9 @@ class Setup:
         rates = [v['output_rate_hz'] for v in per_cam.values()]
         mean = float(np.mean(rates))
         p99s = [v['e2e_ms_p99'] for v in per_cam.values() if v['e2e_ms_p99'] is not None]
-        return {'input_rate_hz': rate, 'seconds': t_end - t0, 'rss_mb': rss,
+        return {'input_rate_hz': rate, 'seconds': t_end - t0,
+                'rss_mb': float(np.median(rss_samples)), 'rss_mb_max': max(rss_samples),
+                'rss_mb_end': rss_end,
                 'aggregate_output_rate_hz': float(sum(rates)),
                 'rate_spread_pct': (max(abs(r - mean) for r in rates) / mean * 100
                                     if mean > 0 else None),

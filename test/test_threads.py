@@ -5,6 +5,7 @@ Python process.
 """
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -140,3 +141,37 @@ def test_tflite_threads_are_capped_at_the_usable_cpus():
         pytest.skip(f'{card.weights_path} is not present (shared Coral models in {CORAL})')
     assert create_backend('tflite', card, num_threads=256).details['num_threads'] == len(CPUS)
     assert create_backend('tflite', card).details['num_threads'] == len(CPUS)
+
+
+_ARENAS = ('import ctypes, json, os, tempfile, threading\n'
+           'from pspnet_ros.core.threads import limit_malloc_arenas\n'
+           'note = limit_malloc_arenas() if os.environ.get("CAP") else ""\n'
+           'libc = ctypes.CDLL(None)\n'
+           'libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]\n'
+           'libc.fopen.restype = ctypes.c_void_p\n'
+           'libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]\n'
+           'libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]\n'
+           'libc.fclose.argtypes = [ctypes.c_void_p]\n'
+           'start, keep = threading.Barrier(8), []\n'
+           'def work():\n'
+           '    start.wait()\n'
+           '    keep.extend(libc.malloc(4096) for _ in range(50))\n'
+           'ts = [threading.Thread(target=work) for _ in range(8)]\n'
+           '[t.start() for t in ts]; [t.join() for t in ts]\n'
+           'path = tempfile.mktemp()\n'
+           'f = libc.fopen(path.encode(), b"w"); libc.malloc_info(0, f); libc.fclose(f)\n'
+           'heaps = open(path).read().count("<heap nr=")\n'
+           'os.unlink(path)\n'
+           'print(json.dumps({"note": note, "heaps": heaps}))')
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='malloc arenas are a glibc feature')
+def test_malloc_arenas_are_capped_for_threads_started_after_and_the_environment_wins():
+    # Eight threads that each allocate: glibc gives every one its own arena (each keeping what
+    # its thread freed); capped, they share two.
+    free = _child(_ARENAS)
+    capped = _child(_ARENAS, env={'CAP': '1'})
+    assert free['heaps'] >= 4 and free['note'] == ''
+    assert capped == {'note': 'malloc arenas capped at 2', 'heaps': 2}
+    user = _child(_ARENAS, env={'CAP': '1', 'MALLOC_ARENA_MAX': '3'})
+    assert user == {'note': 'malloc arenas: MALLOC_ARENA_MAX=3 (environment)', 'heaps': 3}

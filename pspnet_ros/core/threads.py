@@ -44,6 +44,31 @@ class ThreadSettings:
                 f'OMP_WAIT_POLICY={self.env.get("OMP_WAIT_POLICY", "?")}')
 
 
+# glibc gives each new thread its own malloc arena (up to 8 per core), and every arena keeps
+# the memory its thread freed. The node's threads (DDS, executor, inference pools) each
+# allocate frames and batch activations, so a 4-camera node held about 120 MB more than a
+# 1-camera node; with 2 arenas the difference was about 55 MB, at the same output rate
+# (scripts/bench_multicam.py, docs/BENCHMARKS.md).
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8                   # glibc malloc.h
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> str:
+    """Cap glibc's malloc arenas at ``arenas`` for the threads created from now on; call it
+    before ROS and the inference libraries start their threads. ``MALLOC_ARENA_MAX`` in the
+    environment (read by glibc at start) is kept. Returns what was done, for the log."""
+    if 'MALLOC_ARENA_MAX' in os.environ:
+        return f'malloc arenas: MALLOC_ARENA_MAX={os.environ["MALLOC_ARENA_MAX"]} (environment)'
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return 'malloc arenas: no mallopt in this C library, left as they are'
+    if not mallopt(_M_ARENA_MAX, int(arenas)):
+        return 'malloc arenas: mallopt(M_ARENA_MAX) refused, left as they are'
+    return f'malloc arenas capped at {arenas}'
+
+
 def usable_cpus() -> tuple[int, ...]:
     """The CPUs this process may run on (its affinity mask, which containers and ``taskset``
     restrict; ``os.cpu_count()`` counts the whole machine)."""

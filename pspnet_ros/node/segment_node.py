@@ -33,7 +33,7 @@ from std_msgs.msg import String
 
 from ..core.image import ensure_rgb8, ImageError
 from ..core.segmenter import overlay
-from ..core.threads import configure_threads, ThreadSettings, usable_cpus
+from ..core.threads import configure_threads, limit_malloc_arenas, ThreadSettings, usable_cpus
 from .cameras import Batch, CameraSet
 from .config import CameraConfig, NodeConfig, READ_ONLY_AFTER_CONFIGURE
 from .convert import (cdr_stamp, error_kind, float_to_msg, image_from_msg, labels_to_msg,
@@ -270,7 +270,8 @@ class SegmentNode(LifecycleNode):
         self.get_logger().info(
             f'configured: model {self.segmenter.card.name} ({self.segmenter.num_classes} '
             f'classes, input {self.segmenter.input_size[1]}x{self.segmenter.input_size[0]}) on '
-            f'{self.segmenter.backend.selection}; {self.threads.describe()}')
+            f'{self.segmenter.backend.selection}; {self.threads.describe()}'
+            + (f'; {MALLOC_NOTE[0]}' if MALLOC_NOTE else ''))
         return TransitionCallbackReturn.SUCCESS
 
     def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:
@@ -735,7 +736,14 @@ class SegmentNode(LifecycleNode):
         self._pubs['diagnostics'].publish(arr)
 
 
+# What ``main`` did to glibc's malloc arenas (for the configure log line).
+MALLOC_NOTE: list[str] = []
+
+
 def main(args=None) -> None:
+    # Before rclpy starts the DDS threads and the node its pools: every thread would otherwise
+    # get its own arena, and a multi-camera node's RSS grows with them.
+    MALLOC_NOTE[:] = [limit_malloc_arenas()]
     rclpy.init(args=args)
     node = None
     try:
