@@ -61,11 +61,12 @@ def load_frames(shared: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]
             cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA) for img in imgs]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MB (0 if it is gone)."""
+def rss_mb(pid: int, field: str = 'VmRSS') -> float:
+    """Resident memory of a process in MB (0 if it is gone); ``field`` RssAnon: only its
+    private memory (VmRSS also counts mapped files and the DDS shared-memory segments)."""
     try:
         for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-            if line.startswith('VmRSS:'):
+            if line.startswith(f'{field}:'):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -124,8 +125,8 @@ class Setup:
     def spin_until(self, predicate, timeout: float) -> bool:
         return next(iter(self.clients.values())).spin_until(self.ex, predicate, timeout)
 
-    def rss_mb(self) -> float:
-        return sum(rss_mb(p.pid) for p in self.procs)
+    def rss_mb(self, field: str = 'VmRSS') -> float:
+        return sum(rss_mb(p.pid, field) for p in self.procs)
 
     def phase(self, frames: dict[str, list[np.ndarray]], rate: float, seconds: float,
               stamp0: int, settle: float) -> dict:
@@ -139,11 +140,12 @@ class Setup:
             for i, cam in enumerate(self.cams):
                 events.append((t0 + k * period + i * period / self.n, cam, k))
             k += 1
-        rss_samples, next_sample = [], t0
+        rss_samples, anon_samples, next_sample = [], [], t0
         for due, cam, k in sorted(events):
             self.spin_until(lambda: time.monotonic() >= due, 10)
             if time.monotonic() >= next_sample:     # about 4 Hz over the whole phase
                 rss_samples.append(self.rss_mb())
+                anon_samples.append(self.rss_mb('RssAnon'))
                 next_sample += 0.25
             client = self.clients[cam]
             msg = client.make_image(frames[cam][k % len(frames[cam])], stamp0 + k,
@@ -153,6 +155,7 @@ class Setup:
         t_end = time.monotonic()
         rss_end = self.rss_mb()
         rss_samples.append(rss_end)
+        anon_samples.append(self.rss_mb('RssAnon'))
 
         def all_done():
             return all(c.complete(key) for cam, c in self.clients.items() for key in sent[cam])
@@ -175,7 +178,7 @@ class Setup:
         p99s = [v['e2e_ms_p99'] for v in per_cam.values() if v['e2e_ms_p99'] is not None]
         return {'input_rate_hz': rate, 'seconds': t_end - t0,
                 'rss_mb': float(np.median(rss_samples)), 'rss_mb_max': max(rss_samples),
-                'rss_mb_end': rss_end,
+                'rss_mb_end': rss_end, 'rss_anon_mb': float(np.median(anon_samples)),
                 'aggregate_output_rate_hz': float(sum(rates)),
                 'rate_spread_pct': (max(abs(r - mean) for r in rates) / mean * 100
                                     if mean > 0 else None),
@@ -292,6 +295,10 @@ def main(argv=None) -> int:
     rss_s4 = med('single', top, 'overload', 'rss_mb')
     if rss1 and rss4:
         checks['rss_4cam_over_1cam'] = rss4 / rss1
+        anon1 = med('multi', 1, 'overload', 'rss_anon_mb')
+        anon4 = med('multi', top, 'overload', 'rss_anon_mb')
+        if anon1 and anon4:     # private memory only (no shared-memory segments, no files)
+            checks['rss_anon_4cam_over_1cam'] = anon4 / anon1
     if rate_m4 is not None and rate_s4:
         checks['aggregate_rate_multi4_over_single4'] = rate_m4 / rate_s4
         # Per round: each repeat's multi run against the single run next to it.

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Accuracy and cost of the default model at other network input sizes (no retraining).
+
+The shipped model runs at its card's input size (281x377 for 360x480 CamVid frames: the
+frame is shrunk before the network sees it). The network is fully convolutional, so the same
+weights run at any size; a larger input gives thin classes (poles, signs, pedestrians) more
+pixels on the stride-8 feature grid, at a cost in time. For each ``--sizes`` entry
+(HEIGHTxWIDTH) this scores CamVid val (mIoU, per-class IoU; the same ``evaluate_pairs`` as the
+model card) and times the whole ``Segmenter`` call per frame (median, with the node's thread
+pools), in one process, one size after another. The node takes the same setting as its
+``input_size`` parameter. Prints a table, writes JSON.
+
+    python scripts/bench_input_size.py --out docs/results/input_size_<date>.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import platform
+import sys
+import time
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pspnet_ros.core.threads import configure_threads  # noqa: E402
+THREADS = configure_threads()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--shared', default=str(ROOT.parent / 'shared'))
+    p.add_argument('--card', default=None, help='model card (default: the shipped model)')
+    p.add_argument('--sizes', nargs='+',
+                   default=['281x377', '361x481', '425x569', '489x649', '553x737'],
+                   help='network input sizes, HEIGHTxWIDTH (8k+1 keeps the grid aligned)')
+    p.add_argument('--out', default='bench_out/input_size.json')
+    args = p.parse_args(argv)
+
+    from pspnet_ros.core import Segmenter
+    from pspnet_ros.core.evaluate import evaluate_pairs
+    from pspnet_ros.core.segmenter import default_card_path
+    camvid = Path(args.shared) / 'data' / 'camvid'
+    pairs = [(img, camvid / 'valannot' / img.name)
+             for img in sorted((camvid / 'val').glob('*.png'))]
+    if not pairs:
+        raise SystemExit(f'no CamVid val images under {camvid / "val"}')
+    card = args.card or str(default_card_path())
+    rows = []
+    for spec in args.sizes:
+        h, w = (int(v) for v in spec.lower().split('x'))
+        seg = Segmenter(card, backend='torch', input_size=(h, w))
+        t0 = time.monotonic()
+        r = evaluate_pairs(seg, pairs)
+        rows.append({'input_size': [h, w], 'miou': r['miou'],
+                     'iou': dict(zip(r['class_names'], r['iou'])),
+                     'ms_per_frame_median': r['median_total_s'] * 1e3,
+                     'seconds': time.monotonic() - t0})
+        print(f'{h}x{w}: mIoU {r["miou"]:.4f}, {r["median_total_s"] * 1e3:.1f} ms', flush=True)
+    base = rows[0]
+    names = list(base['iou'])
+    print(f'\n{"input":>9s} {"mIoU":>6s} {"ms":>7s} {"x time":>6s} '
+          + ' '.join(f'{n[:6]:>6s}' for n in names))
+    for row in rows:
+        h, w = row['input_size']
+        print(f'{h:4d}x{w:<4d} {row["miou"]:6.4f} {row["ms_per_frame_median"]:7.1f} '
+              f'{row["ms_per_frame_median"] / base["ms_per_frame_median"]:6.2f} '
+              + ' '.join(f'{row["iou"][n]:6.3f}' for n in names))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        'machine': {'platform': platform.platform(), 'processor': platform.processor(),
+                    'threads': THREADS.describe()},
+        'date': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()),
+        'card': card, 'images': len(pairs), 'rows': rows}, indent=1))
+    print(f'wrote {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
