@@ -4,10 +4,12 @@
 #   1. scripts/gpu_check.sh: torch CUDA parity and PSPNet-ResNet50 fp32 eager vs
 #      fp16 + channels_last + CUDA graphs (issue 4, item 6);
 #   2. pspnet-ros bench: the default model on torch CPU vs CUDA fp32 vs CUDA fp16+graphs;
-#   3. scripts/bench_node.py with config/segment.yaml (CPU) and config/cuda.yaml, when rclpy
+#   3. scripts/bench_batch.py: 2 and 4 camera frames batched vs one by one on CUDA (fp16 +
+#      CUDA graphs per batch size; issue 12's target: 4 batched >= 1.5x four batch-1 runs);
+#   4. scripts/bench_node.py with config/segment.yaml (CPU) and config/cuda.yaml, when rclpy
 #      imports (node vs bare Segmenter on a machine with more cores than CI's).
 # Usage: scripts/gpu_suite.sh [FRAMES_DIR]   (FRAMES_DIR: CamVid-like PNGs; default ../shared)
-# STEPS=gpu runs steps 1-2 only, STEPS=node step 3 only (default: all).
+# STEPS=gpu runs steps 1-3 only, STEPS=node step 4 only (default: all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-bench_out/gpu}"
@@ -29,6 +31,11 @@ if [ "$STEPS" != node ]; then
     --backends torch "torch@channels_last=true" "torch@device=cuda" \
     "torch@device=cuda;fp16=true;channels_last=true;cuda_graphs=true" \
     --json "$OUT_DIR/bench_backends.json"
+
+  step "multi-camera batches: batched vs one by one, cuda fp16 + graphs"
+  timeout 90 "$PYTHON" scripts/bench_batch.py --shared "$SHARED" --device cuda \
+    --options fp16=true cuda_graphs=true --batches 2,4 --rounds 20 \
+    --out "$OUT_DIR/batch_cuda.json"
 fi
 if [ "$STEPS" = gpu ]; then
   :
