@@ -12,15 +12,16 @@ from typing import Iterable
 # These are read once, when each library loads, so they must be set before torch, numpy or
 # onnxruntime are imported.
 # libgomp (PyTorch's pool) spins GOMP_SPINCOUNT iterations (about 100 000 per ms) before it
-# sleeps, and takes that count over OMP_WAIT_POLICY. 10 000 (about 0.1 ms) bridges the gaps
-# between the layers of one forward pass but sleeps as soon as a frame is done: measured on 2
-# cores (scripts/bench_wait_policy.py, docs/BENCHMARKS.md), idle p50 as fast as the library
-# default and 25 % faster than no spinning at all, and beside 2 busy processes as good as
-# passive (the library default's ~3 ms spin doubled p50 and tripled p99 there).
+# sleeps, and takes that count over OMP_WAIT_POLICY. 0: sleep at once. A 0.1 ms spin (10 000)
+# made an idle frame about 25 % faster, but beside 2 busy processes on 2 cores the node's torch
+# p50 rose to 2.7-2.8x its idle p50 and p99 to 1.6x p50, against 2.1-2.3x and 1.3x with no spin
+# (scripts/bench_contention.py runs 1-4, docs/BENCHMARKS.md): on a shared robot CPU the
+# bounded tail counts. A machine that runs nothing else may set GOMP_SPINCOUNT=10000 itself
+# (an explicit value is kept).
 PASSIVE_ENV = {
     'OMP_WAIT_POLICY': 'PASSIVE',   # OpenMP runtimes: sleep instead of spinning for long
     'KMP_BLOCKTIME': '0',           # Intel OpenMP: no spin time after a parallel region
-    'GOMP_SPINCOUNT': '10000',      # libgomp: spin about 0.1 ms, then sleep
+    'GOMP_SPINCOUNT': '0',          # libgomp: sleep at once (it takes this over the policy)
 }
 THREAD_COUNT_ENV = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 # Libraries whose pools are fixed once they load.
