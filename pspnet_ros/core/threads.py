@@ -12,16 +12,16 @@ from typing import Iterable
 # These are read once, when each library loads, so they must be set before torch, numpy or
 # onnxruntime are imported.
 # libgomp (PyTorch's pool) spins GOMP_SPINCOUNT iterations (about 100 000 per ms) before it
-# sleeps, and takes that count over OMP_WAIT_POLICY. 0: sleep at once. A 0.1 ms spin (10 000)
-# made an idle frame about 25 % faster, but beside 2 busy processes on 2 cores the node's torch
-# p50 rose to 2.7-2.8x its idle p50 and p99 to 1.6x p50, against 2.1-2.3x and 1.3x with no spin
-# (scripts/bench_contention.py runs 1-4, docs/BENCHMARKS.md): on a shared robot CPU the
-# bounded tail counts. A machine that runs nothing else may set GOMP_SPINCOUNT=10000 itself
-# (an explicit value is kept).
+# sleeps, and takes that count over OMP_WAIT_POLICY. 10 000 (about 0.1 ms) bridges the gaps
+# between the layers of one forward pass and sleeps as soon as a frame is done. Measured on 2
+# cores (docs/BENCHMARKS.md): an idle frame about 25 % faster than with 0 (no spin); one
+# 4-camera node 1.1-1.3x the output of four single-camera nodes, against 0.7x with 0; beside 2
+# busy processes the same absolute p50, but torch's p50 there is 2.7-2.8x its (faster) idle
+# p50 against 2.1-2.3x with 0. A user who wants no spin at all sets GOMP_SPINCOUNT=0 (kept).
 PASSIVE_ENV = {
     'OMP_WAIT_POLICY': 'PASSIVE',   # OpenMP runtimes: sleep instead of spinning for long
     'KMP_BLOCKTIME': '0',           # Intel OpenMP: no spin time after a parallel region
-    'GOMP_SPINCOUNT': '0',          # libgomp: sleep at once (it takes this over the policy)
+    'GOMP_SPINCOUNT': '10000',      # libgomp: spin about 0.1 ms, then sleep
 }
 THREAD_COUNT_ENV = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 # Libraries whose pools are fixed once they load.
