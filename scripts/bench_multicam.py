@@ -61,16 +61,19 @@ def load_frames(shared: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]
             cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA) for img in imgs]
 
 
-def rss_mb(pid: int, field: str = 'VmRSS') -> float:
-    """Resident memory of a process in MB (0 if it is gone); ``field`` RssAnon: only its
-    private memory (VmRSS also counts mapped files and the DDS shared-memory segments)."""
+def proc_memory_mb(pid: int) -> tuple[float, float]:
+    """Resident memory of a process in MB, (VmRSS, RssAnon): all of it, and only its private
+    memory (VmRSS also counts mapped files and the DDS shared-memory segments); 0 if it is
+    gone."""
+    found = {}
     try:
         for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-            if line.startswith(f'{field}:'):
-                return int(line.split()[1]) / 1024
+            key = line.split(':', 1)[0]
+            if key in ('VmRSS', 'RssAnon'):
+                found[key] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return found.get('VmRSS', 0.0), found.get('RssAnon', 0.0)
 
 
 def bare_batch_ms(seg, frames: list[np.ndarray], n: int, repeats: int) -> float:
@@ -125,8 +128,13 @@ class Setup:
     def spin_until(self, predicate, timeout: float) -> bool:
         return next(iter(self.clients.values())).spin_until(self.ex, predicate, timeout)
 
-    def rss_mb(self, field: str = 'VmRSS') -> float:
-        return sum(rss_mb(p.pid, field) for p in self.procs)
+    def memory_mb(self) -> tuple[float, float]:
+        """(VmRSS, RssAnon) summed over the node processes, one read of each."""
+        per_proc = [proc_memory_mb(p.pid) for p in self.procs]
+        return sum(r for r, _ in per_proc), sum(a for _, a in per_proc)
+
+    def rss_mb(self) -> float:
+        return self.memory_mb()[0]
 
     def phase(self, frames: dict[str, list[np.ndarray]], rate: float, seconds: float,
               stamp0: int, settle: float) -> dict:
@@ -144,8 +152,9 @@ class Setup:
         for due, cam, k in sorted(events):
             self.spin_until(lambda: time.monotonic() >= due, 10)
             if time.monotonic() >= next_sample:     # about 4 Hz over the whole phase
-                rss_samples.append(self.rss_mb())
-                anon_samples.append(self.rss_mb('RssAnon'))
+                rss, anon = self.memory_mb()
+                rss_samples.append(rss)
+                anon_samples.append(anon)
                 next_sample += 0.25
             client = self.clients[cam]
             msg = client.make_image(frames[cam][k % len(frames[cam])], stamp0 + k,
@@ -153,9 +162,9 @@ class Setup:
             client.publish(msg)
             sent[cam].append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
         t_end = time.monotonic()
-        rss_end = self.rss_mb()
+        rss_end, anon_end = self.memory_mb()
         rss_samples.append(rss_end)
-        anon_samples.append(self.rss_mb('RssAnon'))
+        anon_samples.append(anon_end)
 
         def all_done():
             return all(c.complete(key) for cam, c in self.clients.items() for key in sent[cam])
