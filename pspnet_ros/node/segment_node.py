@@ -154,8 +154,10 @@ class _Camera:
 class SegmentNode(LifecycleNode):
     """PSPNet segmentation as a managed node."""
 
-    def __init__(self, node_name: str = 'pspnet_segmentation', **kwargs):
+    def __init__(self, node_name: str = 'pspnet_segmentation', memory_note: str = '',
+                 **kwargs):
         super().__init__(node_name, **kwargs)
+        self.memory_note = memory_note      # what main() did to malloc, for the configure log
         for name, (default, desc) in PARAMETERS.items():
             if name in ARRAYS:
                 self.declare_parameter(name, ARRAYS[name], desc)
@@ -271,7 +273,7 @@ class SegmentNode(LifecycleNode):
             f'configured: model {self.segmenter.card.name} ({self.segmenter.num_classes} '
             f'classes, input {self.segmenter.input_size[1]}x{self.segmenter.input_size[0]}) on '
             f'{self.segmenter.backend.selection}; {self.threads.describe()}'
-            + (f'; {MALLOC_NOTE[0]}' if MALLOC_NOTE else ''))
+            + (f'; {self.memory_note}' if self.memory_note else ''))
         return TransitionCallbackReturn.SUCCESS
 
     def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:
@@ -736,18 +738,14 @@ class SegmentNode(LifecycleNode):
         self._pubs['diagnostics'].publish(arr)
 
 
-# What ``main`` did to glibc's malloc arenas (for the configure log line).
-MALLOC_NOTE: list[str] = []
-
-
 def main(args=None) -> None:
     # Before rclpy starts the DDS threads and the node its pools: every thread would otherwise
     # get its own arena, and a multi-camera node's RSS grows with them.
-    MALLOC_NOTE[:] = [limit_malloc_arenas()]
+    memory_note = limit_malloc_arenas()
     rclpy.init(args=args)
     node = None
     try:
-        node = SegmentNode()
+        node = SegmentNode(memory_note=memory_note)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
