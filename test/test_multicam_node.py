@@ -149,6 +149,14 @@ def test_each_camera_gets_its_own_masks_equal_to_the_bare_segmenter(rig, frames)
     assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[0], masks[2])
 
 
+def test_a_multi_camera_node_lets_its_threads_spin_between_layers(rig):
+    # Batches keep the cores busy: libgomp spins about 0.1 ms before it sleeps, set before
+    # torch loaded (a one-camera node does not spin, test_node_lifecycle_qos).
+    log = rig.log.read_text()
+    assert 'OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT=10000' in log, log
+    assert 'loaded before the thread pools' not in log and 'GOMP_SPINCOUNT stays' not in log
+
+
 def test_diagnostics_have_one_status_per_camera_and_the_shared_model(rig):
     node = rig.diag('', lambda v: int(v.get('frames.processed', 0)) >= 9)
     assert node['cameras'] == 'front,left,right'

@@ -75,6 +75,10 @@ def test_managed_node_follows_lifecycle_transitions(tmp_path):
     for line in ('configured: model', 'active: listening on', 'deactivated: image subscription '
                  'and diagnostics stopped', 'cleaned up: publishers and model released'):
         assert line in log, f'transition not logged: {line}'
+    # One camera: the inference threads sleep as soon as a layer is done, set before torch
+    # loaded (core.threads; a multi-camera node spins, test_multicam_node).
+    assert 'OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT=0' in log, log
+    assert 'loaded before the thread pools' not in log and 'GOMP_SPINCOUNT stays' not in log
 
 
 def test_configure_with_a_missing_model_fails_cleanly(tmp_path):

@@ -72,6 +72,48 @@ def test_a_spin_count_the_user_set_is_kept():
     assert got == {'OMP_WAIT_POLICY': 'PASSIVE', 'GOMP_SPINCOUNT': '0'}
 
 
+def test_the_node_sets_the_spin_from_its_cameras_before_torch_loads():
+    # The entry point leaves the spin count open; importing the node loads no torch, so the
+    # configuration (one camera: no spin; several: 0.1 ms) still reaches libgomp. Once torch
+    # is loaded the count is fixed, and a configuration that wants another one says so.
+    got = _child('import json, os, sys\n'
+                 'from pspnet_ros.core.threads import configure_threads\n'
+                 'configure_threads(spin=None)\n'
+                 'entry = os.environ.get("GOMP_SPINCOUNT")\n'
+                 'import pspnet_ros.node.segment_node\n'
+                 'loaded = "torch" in sys.modules\n'
+                 'one = configure_threads(0, spin=False)\n'
+                 'import torch\n'
+                 'many = configure_threads(0, spin=True)\n'
+                 'print(json.dumps({"entry": entry, "loaded": loaded, "one": one.describe(),\n'
+                 '  "one_notes": one.notes, "spin": os.environ["GOMP_SPINCOUNT"],\n'
+                 '  "many_notes": many.notes}))')
+    n = len(CPUS)
+    cpus = ','.join(str(c) for c in CPUS)
+    assert got == {
+        'entry': None, 'loaded': False,
+        'one': f'{n} inference threads on CPUs {cpus}, OMP_WAIT_POLICY=PASSIVE, '
+               'GOMP_SPINCOUNT=0',
+        'one_notes': [], 'spin': '0',
+        'many_notes': ['GOMP_SPINCOUNT stays 0 (libgomp read it at load); this configuration '
+                       'would use 10000: restart the process to apply it']}
+
+
+def test_processes_started_from_here_choose_their_own_thread_settings():
+    # A benchmark script configures its own pools (spin 10000); the node it starts must not
+    # inherit that as if the user had chosen it. What the user set is passed on.
+    code = ('import json\n'
+            'from pspnet_ros.core.threads import child_env, configure_threads\n'
+            'configure_threads()\n'
+            'env = child_env()\n'
+            'print(json.dumps({k: env.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",\n'
+            '                                          "OMP_NUM_THREADS")}))')
+    assert _child(code) == {'OMP_WAIT_POLICY': None, 'GOMP_SPINCOUNT': None,
+                            'OMP_NUM_THREADS': None}
+    assert _child(code, env={'GOMP_SPINCOUNT': '0', 'OMP_NUM_THREADS': '1'}) == {
+        'OMP_WAIT_POLICY': None, 'GOMP_SPINCOUNT': '0', 'OMP_NUM_THREADS': '1'}
+
+
 def test_num_threads_is_capped_at_the_usable_cpus():
     # 256 threads on 2 cores used to start 531 threads in the process.
     got = _child('import json, os\n'

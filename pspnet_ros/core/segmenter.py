@@ -9,8 +9,6 @@ from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .backends import Backend, create_backend
 from .card import check_input_size, ModelCard
@@ -169,6 +167,10 @@ class Segmenter:
             lab = cv2.resize(lab.astype(np.uint16 if self.num_classes > 255 else np.uint8),
                              (w, h), interpolation=cv2.INTER_NEAREST)
             return lab, None
+        # torch loads with the first frame, not with this module: a process (the node) may
+        # still have to choose libgomp's wait policy when it imports this (core.threads).
+        import torch
+        import torch.nn.functional as F
         logits = torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))
         if logits.ndim == 3:
             logits = logits[None]

@@ -12,18 +12,28 @@ from typing import Iterable
 # These are read once, when each library loads, so they must be set before torch, numpy or
 # onnxruntime are imported.
 # libgomp (PyTorch's pool) spins GOMP_SPINCOUNT iterations (about 100 000 per ms) before it
-# sleeps, and takes that count over OMP_WAIT_POLICY. 10 000 (about 0.1 ms) bridges the gaps
-# between the layers of one forward pass and sleeps as soon as a frame is done. Measured on 2
-# cores (docs/BENCHMARKS.md): an idle frame about 25 % faster than with 0 (no spin); one
-# 4-camera node 1.1-1.3x the output of four single-camera nodes, against 0.7x with 0; beside 2
-# busy processes the same absolute p50, but torch's p50 there is 2.7-2.8x its (faster) idle
-# p50 against 2.1-2.3x with 0. A user who wants no spin at all sets GOMP_SPINCOUNT=0 (kept).
+# sleeps, and takes that count over OMP_WAIT_POLICY. How long to spin depends on the work
+# (docs/BENCHMARKS.md, "CPU contention", measured on 2 cores):
+# - one stream of frames (a one-camera node): no spin. Beside 2 busy processes the node's p50
+#   is 2.1-2.3x its idle p50 and p99 1.3x p50; with a 0.1 ms spin 2.7-2.8x and 1.5-1.6x. An idle
+#   frame is about 25 % slower without the spin.
+# - batches of several cameras, and offline work (CLI, evaluator, benchmarks): spin 10 000
+#   (about 0.1 ms), which bridges the gaps between the layers of a forward pass and sleeps as
+#   soon as the work is done. Without it one 4-camera node gave 0.7x the output of four
+#   single-camera nodes, with it 1.1-1.3x.
+# A GOMP_SPINCOUNT the user sets is kept.
 PASSIVE_ENV = {
     'OMP_WAIT_POLICY': 'PASSIVE',   # OpenMP runtimes: sleep instead of spinning for long
     'KMP_BLOCKTIME': '0',           # Intel OpenMP: no spin time after a parallel region
-    'GOMP_SPINCOUNT': '10000',      # libgomp: spin about 0.1 ms, then sleep
 }
+SPIN_ENV = 'GOMP_SPINCOUNT'
+SPIN_BATCHES = '10000'              # libgomp: spin about 0.1 ms, then sleep
+SPIN_ONE_STREAM = '0'               # libgomp: sleep at once
 THREAD_COUNT_ENV = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+# What the user set before this module ran: their choice is kept, and passed on to the
+# processes this one starts (``child_env``); what this module sets is not.
+_USER_ENV = {k: os.environ[k] for k in (*PASSIVE_ENV, SPIN_ENV, *THREAD_COUNT_ENV)
+             if k in os.environ}
 # Libraries whose pools are fixed once they load.
 POOL_LIBRARIES = ('torch', 'numpy', 'onnxruntime', 'cv2')
 # Libraries already loaded at the first ``configure_threads`` call (None: not called yet).
@@ -41,8 +51,10 @@ class ThreadSettings:
 
     def describe(self) -> str:
         cpus = ','.join(str(c) for c in self.usable_cpus)
+        spin = self.env.get(SPIN_ENV)
         return (f'{self.threads} inference threads on CPUs {cpus}, '
-                f'OMP_WAIT_POLICY={self.env.get("OMP_WAIT_POLICY", "?")}')
+                f'OMP_WAIT_POLICY={self.env.get("OMP_WAIT_POLICY", "?")}'
+                + (f', {SPIN_ENV}={spin}' if spin is not None else ''))
 
 
 # glibc gives each new thread its own malloc arena (up to 8 per core), and every arena keeps
@@ -124,16 +136,51 @@ def pin_process(cpus: Iterable[int]) -> tuple[int, ...]:
     return usable_cpus()
 
 
-def configure_threads(num_threads: int = 0, cpu_affinity: Iterable[int] = ()
-                      ) -> ThreadSettings:
+def child_env(env: dict | None = None) -> dict:
+    """The environment for a process this one starts (e.g. a node): ``env`` (default
+    ``os.environ``) with the thread settings the user made, without those ``configure_threads``
+    made for this process, so that the child chooses its own (a one-camera node does not spin,
+    a benchmark script does)."""
+    out = dict(os.environ if env is None else env)
+    for key in (*PASSIVE_ENV, SPIN_ENV, *THREAD_COUNT_ENV):
+        if key in _USER_ENV:
+            out[key] = _USER_ENV[key]
+        else:
+            out.pop(key, None)
+    return out
+
+
+def choose_spin(spin: bool) -> list[str]:
+    """Set libgomp's spin count for this process: about 0.1 ms (``spin``: batches, offline
+    work) or none (one latency-bound stream). It takes effect only if torch has not loaded yet
+    and the user set neither ``GOMP_SPINCOUNT`` nor ``OMP_WAIT_POLICY``; returns a note when a
+    count already in force differs from the one wanted."""
+    if SPIN_ENV in _USER_ENV or 'OMP_WAIT_POLICY' in _USER_ENV:
+        return []
+    wanted = SPIN_BATCHES if spin else SPIN_ONE_STREAM
+    if 'torch' not in sys.modules:
+        os.environ[SPIN_ENV] = wanted
+        return []
+    # libgomp read the count when torch loaded; with the passive policy and no count it is 0.
+    current = os.environ.get(SPIN_ENV, SPIN_ONE_STREAM)
+    if current == wanted:
+        return []
+    return [f'{SPIN_ENV} stays {current} (libgomp read it at load); this '
+            f'configuration would use {wanted}: restart the process to apply it']
+
+
+def configure_threads(num_threads: int = 0, cpu_affinity: Iterable[int] = (),
+                      spin: bool | None = True) -> ThreadSettings:
     """Set up the CPU thread pools of this process; call it before the inference libraries load.
 
     Sets passive waiting for OpenMP/BLAS and their thread counts to ``num_threads`` capped at
     the usable CPUs (0 = all usable CPUs), after pinning the process to ``cpu_affinity`` if
-    given. An explicit ``OMP_WAIT_POLICY`` in the environment is kept, and then no spin count
-    is set either. If torch is already
-    loaded its pool size is set directly; passive waiting can then no longer be applied and a
-    note says so.
+    given. ``spin``: let libgomp spin about 0.1 ms between parallel regions (True: batches and
+    offline work), sleep at once (False: one latency-bound stream beside other processes), or
+    leave the spin count to a later call (None). An explicit ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` in the environment is kept; with an explicit ``OMP_WAIT_POLICY`` no spin
+    count is set either. If torch is already loaded its pool size is set directly; its wait
+    policy can no longer change and a note says so.
     """
     global _LOADED_FIRST
     if _LOADED_FIRST is None:
@@ -145,10 +192,12 @@ def configure_threads(num_threads: int = 0, cpu_affinity: Iterable[int] = ()
         notes.append(f'num_threads {num_threads} capped at the {threads} CPUs this process may '
                      'use')
     # A wait policy the user chose is kept whole: libgomp takes an explicit GOMP_SPINCOUNT
-    # over OMP_WAIT_POLICY, so the passive spin counts are set only with the passive policy.
-    if 'OMP_WAIT_POLICY' not in os.environ:
+    # over OMP_WAIT_POLICY, so the spin count is set only with the passive policy.
+    if 'OMP_WAIT_POLICY' not in _USER_ENV:
         for key, value in PASSIVE_ENV.items():
             os.environ.setdefault(key, value)
+        if spin is not None:
+            notes.extend(choose_spin(spin))
     for key in THREAD_COUNT_ENV:
         os.environ[key] = str(threads)
     if 'torch' in sys.modules:
@@ -157,5 +206,6 @@ def configure_threads(num_threads: int = 0, cpu_affinity: Iterable[int] = ()
     if _LOADED_FIRST:
         notes.append(f'{", ".join(_LOADED_FIRST)} loaded before the thread pools were '
                      'configured; their wait policy is the library default')
-    env = {k: os.environ[k] for k in (*PASSIVE_ENV, *THREAD_COUNT_ENV) if k in os.environ}
+    env = {k: os.environ[k] for k in (*PASSIVE_ENV, SPIN_ENV, *THREAD_COUNT_ENV)
+           if k in os.environ}
     return ThreadSettings(cpus, threads, env, notes)

@@ -40,14 +40,17 @@ def start_node(params_file: str | os.PathLike | None = None, domain_id: int | No
     The node gets a Fast DDS profile as ``segment.launch.py`` gives it: ``fastdds_profile``,
     else the one already named in the environment, else the shipped large-frames profile;
     ``''`` starts it without one. The process publishing the frames needs the same profile
-    (``transport.use_large_frames_profile()`` before ``rclpy.init()``).
+    (``transport.use_large_frames_profile()`` before ``rclpy.init()``). Without ``env`` it
+    inherits this process's environment less the thread settings this process made for itself
+    (``core.threads.child_env``): the node chooses its own.
     """
+    from ..core.threads import child_env
     from .transport import PROFILE_ENV, profile_env
     cmd = [sys.executable, '-m', 'pspnet_ros.segment_node', '--ros-args']
     if params_file:
         cmd += ['--params-file', str(params_file)]
     cmd += list(ros_args or [])
-    base = dict(os.environ if env is None else env)
+    base = child_env() if env is None else dict(env)
     if fastdds_profile is None:
         fastdds_profile = base.get(PROFILE_ENV) or None
     penv = profile_env(base, fastdds_profile)

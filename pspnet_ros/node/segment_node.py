@@ -33,7 +33,8 @@ from std_msgs.msg import String
 
 from ..core.image import ensure_rgb8, ImageError
 from ..core.segmenter import overlay
-from ..core.threads import configure_threads, limit_malloc_arenas, ThreadSettings, usable_cpus
+from ..core.threads import (choose_spin, configure_threads, limit_malloc_arenas, ThreadSettings,
+                            usable_cpus)
 from .cameras import Batch, CameraSet
 from .config import CameraConfig, NodeConfig, READ_ONLY_AFTER_CONFIGURE
 from .convert import (cdr_stamp, error_kind, float_to_msg, image_from_msg, labels_to_msg,
@@ -192,7 +193,7 @@ class SegmentNode(LifecycleNode):
         self._last_warn: dict[str, float] = {}
         self.options_note = ''
         self._start_cpus = usable_cpus()
-        self.threads = configure_threads(0)
+        self.threads = configure_threads(0, spin=None)
         if self.get_parameter('autostart').value:
             self.trigger_configure()
             if self._state_machine.current_state[1] == 'inactive':
@@ -252,8 +253,12 @@ class SegmentNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             self._declare_camera_overrides()   # cameras may have changed since start
+            # libgomp reads its spin count when torch loads, and checking the options below
+            # loads the backend: one camera does not spin, several do (core.threads).
+            spin_notes = choose_spin(len(self.get_parameter('cameras').value or []) > 1)
             self.cfg = self._read_config()
             self.threads = self._apply_threads(self.cfg)
+            self.threads.notes[:0] = spin_notes
             self.options_note = self.cfg.options_for(self.cfg.backend)[1]
             self.segmenter, self.backend_note = self._infer_pool.submit(
                 self.cfg.build_segmenter).result()
@@ -278,8 +283,10 @@ class SegmentNode(LifecycleNode):
 
     def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:
         """Pin the process to ``cpu_affinity`` (or back to the CPUs it started with) and size
-        the inference pools for the CPUs it may use."""
-        return configure_threads(cfg.num_threads, cfg.cpu_affinity or self._start_cpus)
+        the inference pools for the CPUs it may use (the spin count is chosen before, in
+        ``on_configure``)."""
+        return configure_threads(cfg.num_threads, cfg.cpu_affinity or self._start_cpus,
+                                 spin=None)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._make_subscriptions()
