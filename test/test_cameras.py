@@ -174,6 +174,45 @@ def test_wait_returns_a_due_batch_and_close_ends_it():
     assert cs.wait(5.0) is None
 
 
+def test_with_several_workers_a_camera_in_flight_waits_for_done():
+    # Two workers: each takes cameras of its own, and a camera whose frame is still being
+    # processed is not served again (its outputs keep the order of its frames).
+    cs = CameraSet(CAMS, max_batch=2, one_in_flight=True)
+    for cam in CAMS:
+        cs.put(cam, f'{cam}0', now=0.0)
+    first, _ = cs.take(now=0.0)
+    assert first.cameras == ['front', 'left']
+    cs.put('front', 'front1', now=0.1)
+    second, _ = cs.take(now=0.1)
+    assert second.cameras == ['right']               # front1 waits: front0 is in flight
+    assert cs.take(now=0.1) == (None, None)
+    cs.done(first)
+    third, _ = cs.take(now=0.2)
+    assert [(f.camera, f.payload) for f in third.frames] == [('front', 'front1')]
+    # Without the flag (one worker) a camera is served again at once, as before.
+    cs = CameraSet(CAMS, max_batch=1)
+    cs.put('front', 'a', now=0.0)
+    assert cs.take(now=0.0)[0].cameras == ['front']
+    cs.put('front', 'b', now=0.1)
+    assert cs.take(now=0.1)[0].cameras == ['front']
+
+
+def test_done_wakes_a_worker_waiting_for_a_camera_in_flight():
+    import threading
+    cs = CameraSet(['front'], one_in_flight=True)
+    cs.put('front', 'a', now=0.0)
+    first = cs.wait(1.0)
+    cs.put('front', 'b')
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(cs.wait(10.0)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and not got           # 'b' waits while 'a' is in flight
+    cs.done(first)
+    waiter.join(5.0)
+    assert [f.payload for f in got[0].frames] == ['b']
+
+
 def test_default_camera_set_is_one_unnamed_camera():
     assert CameraSet([]).names == ('',)
 

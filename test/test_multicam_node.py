@@ -1,4 +1,5 @@
 """One node, three cameras, over real DDS with the node in its own process."""
+import os
 import time
 
 import numpy as np
@@ -157,9 +158,17 @@ def test_a_multi_camera_node_lets_its_threads_spin_between_layers(rig):
     assert 'loaded before the thread pools' not in log and 'GOMP_SPINCOUNT stays' not in log
 
 
-def test_diagnostics_have_one_status_per_camera_and_the_shared_model(rig):
+def test_diagnostics_have_one_status_per_camera_and_the_shared_model(rig, frames):
+    # Its own three rounds, so that the test does not depend on the ones before it.
+    for i in range(50, 53):
+        for cam in CAMS:
+            rig.clients[cam].publish(rig.make(cam, frames[cam], i))
+        assert rig.spin_until(lambda: all(rig.clients[c].complete(BASE[c] + i) for c in CAMS),
+                              60), f'round {i}: not every camera was answered'
     node = rig.diag('', lambda v: int(v.get('frames.processed', 0)) >= 9)
     assert node['cameras'] == 'front,left,right'
+    # 3 cameras on torch CPU: one worker per camera, at most one per CPU (plan_workers).
+    assert node['inference_workers'] == str(min(3, len(os.sched_getaffinity(0))))
     assert node['backend'] == 'torch' and int(node['batches']) >= 1
     assert 1.0 <= float(node['mean_batch']) <= 3.0
     assert 'latency.batch_inference.p99_ms' in node
@@ -237,6 +246,11 @@ def test_per_camera_drop_counts_match_what_each_sender_saw(rig, frames):
         assert len(sent[cam]) - answered == dropped + (len(sent[cam]) - received), cam
         assert 0.9 * len(sent[cam]) <= received <= len(sent[cam]), cam
         assert client.complete(sent[cam][-1]), f'{cam}: the newest frame was not answered'
+        # Several inference workers run side by side, but never one camera twice at once:
+        # each camera's masks arrive in the order of its frames.
+        times = [client.received[k].times['mask'] for k in sent[cam]
+                 if 'mask' in client.received.get(k, Received()).msgs]
+        assert times == sorted(times), f'{cam}: masks out of frame order'
         if cam == 'front':      # 60 Hz is more than the model keeps up with beside two others
             assert dropped > 0
 

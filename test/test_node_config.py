@@ -1,7 +1,7 @@
 """Node parameter parsing (no ROS needed)."""
 import pytest
 
-from pspnet_ros.node.config import NodeConfig, parse_options, parse_regions
+from pspnet_ros.node.config import NodeConfig, parse_options, parse_regions, plan_workers
 from pspnet_ros.node.segment_node import PARAMETERS
 
 
@@ -98,3 +98,43 @@ def test_named_cameras_take_node_wide_values_unless_overridden():
 def test_bad_camera_settings_are_refused_with_the_reason(over, match):
     with pytest.raises(ValueError, match=match):
         NodeConfig.from_parameters(params(**over))
+
+
+class _Seg:
+    """What ``plan_workers`` reads of a Segmenter: its backend's name and device."""
+
+    def __init__(self, name, device='cpu'):
+        self.backend = type('B', (), {'name': name, 'device': device})()
+
+
+@pytest.mark.parametrize('over, backend, threads, expect', [
+    # auto: one worker per camera on torch CPU, at most one per CPU thread
+    ({}, 'torch', 2, (1, 0, '')),
+    ({'cameras': ['a', 'b', 'c', 'd']}, 'torch', 2, (2, 1, '')),
+    ({'cameras': ['a', 'b', 'c', 'd']}, 'torch', 8, (4, 2, '')),
+    ({'cameras': ['a', 'b']}, 'tflite', 2, (1, 0, '')),
+    ({'cameras': ['a', 'b'], 'sync_tolerance': 0.02}, 'torch', 2, (1, 0, '')),
+    # explicit
+    ({'cameras': ['a', 'b', 'c'], 'inference_workers': 1}, 'torch', 2, (1, 0, '')),
+    ({'cameras': ['a', 'b', 'c'], 'inference_workers': 3}, 'torch', 2, (3, 1, '')),
+    ({'cameras': ['a', 'b'], 'inference_workers': 4}, 'torch', 4,
+     (2, 2, 'inference_workers 4: 2 workers, a camera is never in two workers at once')),
+    ({'inference_workers': 2}, 'torch', 2,
+     (1, 0, 'inference_workers 2: 1 worker, a camera is never in two workers at once')),
+    ({'cameras': ['a', 'b'], 'inference_workers': 2}, 'tflite', 2,
+     (1, 0, 'inference_workers 2: 1 worker, backend tflite on cpu runs one batch at a time '
+            '(only torch on CPU runs batches side by side)')),
+    ({'cameras': ['a', 'b'], 'inference_workers': 2, 'sync_tolerance': 0.02}, 'torch', 2,
+     (1, 0, 'inference_workers 2: 1 worker, synchronised sets (sync_tolerance > 0) run one at '
+            'a time')),
+])
+def test_inference_workers_follow_cameras_backend_and_threads(over, backend, threads, expect):
+    cfg = NodeConfig.from_parameters(params(**over))
+    assert plan_workers(cfg, _Seg(backend), threads) == expect
+
+
+def test_torch_on_cuda_runs_one_batch_at_a_time():
+    cfg = NodeConfig.from_parameters(params(cameras=['a', 'b']))
+    assert plan_workers(cfg, _Seg('torch', 'cuda:0'), 2) == (1, 0, '')
+    with pytest.raises(ValueError, match='inference_workers must be 0..64'):
+        NodeConfig.from_parameters(params(inference_workers=65))

@@ -16,6 +16,10 @@ the rig's rate, so a rig triggered every few seconds (or a node whose frames arr
 apart) keeps its sets whole, while a 30 Hz rig stops waiting for a dead camera after
 ``silent_after``.
 
+With several inference workers (``one_in_flight``), a camera whose frame is still being
+processed is not served again until the worker calls ``done``: each camera's outputs then
+leave in the order of its frames, and the workers run different cameras side by side.
+
 Nothing here blocks except ``wait``, and every method takes ``now`` so that tests can drive
 the clock.
 """
@@ -103,11 +107,13 @@ class CameraSet:
         silent_after: shortest liveness window (seconds): a camera that sent nothing for
             that long, and for ``silent_periods`` of its own frame intervals, is not waited for.
         silent_periods: the liveness window in frame intervals of the camera.
+        one_in_flight: serve a camera again only after ``done`` for its last batch (several
+            workers taking batches at once).
     """
 
     def __init__(self, names: Iterable[str], max_batch: int = 4, sync_tolerance: float = 0.0,
                  sync_wait: float = 0.1, silent_after: float = 1.0,
-                 silent_periods: float = 3.0):
+                 silent_periods: float = 3.0, one_in_flight: bool = False):
         names = check_camera_names(names) if not _is_default(names) else ('',)
         if max_batch < 1:
             raise ValueError(f'max_batch must be >= 1, got {max_batch}')
@@ -125,6 +131,8 @@ class CameraSet:
         self._served = 0
         self.sync_complete = 0
         self.sync_incomplete = 0
+        self.one_in_flight = bool(one_in_flight)
+        self._in_flight: set[str] = set()
         self._cond = threading.Condition()
         self._closed = False
 
@@ -197,6 +205,12 @@ class CameraSet:
                 self._cond.wait(left if delay is None else min(left, max(delay, 1e-4)))
         return None
 
+    def done(self, batch: Batch) -> None:
+        """The worker finished ``batch``: its cameras may be served again."""
+        with self._cond:
+            self._in_flight.difference_update(batch.cameras)
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Wake and end ``wait`` (node deactivation)."""
         with self._cond:
@@ -206,9 +220,11 @@ class CameraSet:
     def reopen(self) -> None:
         with self._cond:
             self._closed = False
+            self._in_flight.clear()
 
     def _take(self, now: float) -> tuple[Batch | None, float | None]:
-        waiting = [s for s in self.slots.values() if s.frame is not None]
+        waiting = [s for s in self.slots.values()
+                   if s.frame is not None and s.name not in self._in_flight]
         if not waiting:
             return None, None
         if self.sync_tolerance > 0:
@@ -253,6 +269,8 @@ class CameraSet:
             slot.last_stamp = slot.frame.stamp
             slot.frame = None
             slot.taken += 1
+            if self.one_in_flight:
+                self._in_flight.add(slot.name)
         return batch
 
 

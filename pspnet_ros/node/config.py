@@ -16,7 +16,7 @@ READ_ONLY_AFTER_CONFIGURE = frozenset({
     'resize_mode',
     'num_threads', 'cpu_affinity', 'input_transport', 'image_qos', 'qos_depth',
     'use_camera_info', 'diagnostics_period', 'cameras', 'max_batch', 'sync_tolerance',
-    'sync_wait'})
+    'sync_wait', 'inference_workers'})
 # Parameters a camera may override as "<camera>.<parameter>" (unset: the node-wide value).
 CAMERA_OVERRIDES = ('input_transport', 'use_camera_info', 'image_qos', 'qos_depth')
 
@@ -148,6 +148,7 @@ class NodeConfig:
     max_batch: int = 4
     sync_tolerance: float = 0.0
     sync_wait: float = 0.1
+    inference_workers: int = 0
 
     @property
     def multi_camera(self) -> bool:
@@ -168,6 +169,9 @@ class NodeConfig:
         max_batch = int(p.get('max_batch', 4))
         if not 1 <= max_batch <= 64:
             raise ValueError(f'max_batch must be 1..64, got {max_batch}')
+        workers = int(p.get('inference_workers', 0))
+        if not 0 <= workers <= 64:
+            raise ValueError(f'inference_workers must be 0..64 (0 = auto), got {workers}')
         sync_tolerance = float(p.get('sync_tolerance', 0.0))
         sync_wait = float(p.get('sync_wait', 0.1))
         if sync_tolerance < 0 or sync_wait < 0:
@@ -200,7 +204,7 @@ class NodeConfig:
             log_throttle_sec=float(p['log_throttle_sec']),
             starvation_warn_sec=float(p.get('starvation_warn_sec', 3.0)),
             cameras=cameras, max_batch=max_batch, sync_tolerance=sync_tolerance,
-            sync_wait=sync_wait)
+            sync_wait=sync_wait, inference_workers=workers)
 
     def updated(self, changes: dict) -> 'NodeConfig':
         """A copy with run-time (cosmetic) parameter changes applied."""
@@ -285,3 +289,43 @@ class NodeConfig:
             return seg, (f'backend {failed!r} unusable, fell back to {name!r} on '
                          f'{seg.backend.device} ({why})')
         raise RuntimeError('no backend could be loaded: ' + '; '.join(reasons))
+
+
+def concurrent_safe(seg) -> bool:
+    """Whether batches may run on ``seg`` from several threads at once: torch on CPU (one
+    module, no per-call state). TFLite interpreters and CUDA graphs are not."""
+    return seg is not None and seg.backend.name == 'torch' and seg.backend.device == 'cpu'
+
+
+def plan_workers(cfg: NodeConfig, seg, threads: int) -> tuple[int, int, str]:
+    """Inference workers for ``cfg`` on ``seg`` with ``threads`` CPU threads: (workers,
+    CPU threads per worker (0 = leave the process's), note for the log).
+
+    On 2 cores, two workers of one thread each ran 1.25-1.5x the frames of one worker of two
+    threads (docs/BENCHMARKS.md, "Multi-camera node"): no OpenMP barriers between layers and
+    no idle core while Python prepares or publishes a frame. A camera is never in two workers
+    at once (its outputs keep the order of its frames), so there are at most as many workers
+    as cameras; synchronised sets run whole, one at a time.
+    """
+    cams, n = len(cfg.cameras), cfg.inference_workers
+    if n == 0:
+        n = (min(cams, threads) if cams > 1 and cfg.sync_tolerance == 0 and concurrent_safe(seg)
+             else 1)
+        return (n, max(1, threads // n), '') if n > 1 else (1, 0, '')
+    if n == 1:
+        return 1, 0, ''
+    if cfg.sync_tolerance > 0:
+        return 1, 0, (f'inference_workers {n}: 1 worker, synchronised sets (sync_tolerance > 0) '
+                      'run one at a time')
+    if not concurrent_safe(seg):
+        return 1, 0, (f'inference_workers {n}: 1 worker, backend {seg.backend.name} on '
+                      f'{seg.backend.device} runs one batch at a time (only torch on CPU runs '
+                      'batches side by side)')
+    note = ''
+    if n > cams:
+        note = (f'inference_workers {n}: {cams} worker{"s" if cams > 1 else ""}, a camera is '
+                'never in two workers at once')
+        n = cams
+    if n == 1:
+        return 1, 0, note
+    return n, max(1, threads // n), note

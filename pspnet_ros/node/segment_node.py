@@ -10,10 +10,14 @@ the waiting frames of all cameras fairly.
 """
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 import json
+import os
 import signal
+import sys
+import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -36,7 +40,8 @@ from ..core.segmenter import overlay
 from ..core.threads import (choose_spin, configure_threads, limit_malloc_arenas, ThreadSettings,
                             usable_cpus)
 from .cameras import Batch, CameraSet
-from .config import CameraConfig, NodeConfig, READ_ONLY_AFTER_CONFIGURE
+from .config import (CameraConfig, concurrent_safe, NodeConfig, plan_workers,
+                     READ_ONLY_AFTER_CONFIGURE)
 from .convert import (cdr_stamp, error_kind, float_to_msg, image_from_msg, labels_to_msg,
                       occupancy_to_msg, rgb_to_msg)
 from .stats import Counters, LatencyStats, RateMeter
@@ -119,6 +124,11 @@ PARAMETERS = {
                                   lo=0.0, hi=10.0)),
     'sync_wait': (0.1, _desc('seconds a synchronised set waits for its missing cameras before '
                              'it runs without them (counted)', lo=0.0, hi=10.0)),
+    'inference_workers': (0, _desc('threads that run batches side by side, each on its own '
+                                   'cameras with num_threads / workers CPU threads; 0 = auto '
+                                   '(one camera or synchronised sets: 1; several cameras on '
+                                   'the torch CPU backend: one per camera, at most one per '
+                                   'CPU)', lo=0, hi=64, integer=True)),
 }
 # Arrays: declared by type, since an empty default has no type.
 ARRAYS = {'occupancy_regions': Parameter.Type.STRING_ARRAY,
@@ -180,13 +190,22 @@ class SegmentNode(LifecycleNode):
         self.latency = LatencyStats()
         self.cams: dict[str, _Camera] = {}
         self.camset: CameraSet | None = None
-        # Every model build and every inference runs on this one thread. PyTorch's OpenMP
-        # pool belongs to the thread that calls it; building the model on the executor thread
-        # and running it on another leaves two pools on the cores, which made inference ~35 %
-        # slower on 2 cores (45 vs 33 ms, docs/BENCHMARKS.md).
-        self._infer_pool = ThreadPoolExecutor(max_workers=1,
+        # Model builds and inference run on this pool. The model is built on its first
+        # thread, which also runs the first (often only) worker: PyTorch's OpenMP pool belongs
+        # to the thread that calls it, and building the model on the executor thread and
+        # running it on another left two pools on the cores, ~35 % slower on 2 cores (45 vs 33
+        # ms, docs/BENCHMARKS.md). Further workers (inference_workers) start further threads,
+        # each with an OpenMP pool of its own size.
+        self._infer_pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
                                               thread_name_prefix='pspnet_inference')
-        self._worker: Future | None = None
+        self._workers: list[Future] = []
+        self.workers = 1                 # inference workers of the current configuration
+        self.worker_threads = 0          # CPU threads of each worker (0: the process's)
+        self.workers_note = ''
+        # Backends other than torch on CPU are not safe to run from two threads at once
+        # (TFLite interpreters, CUDA graphs' static buffers): their batches take turns.
+        self._run_lock = threading.Lock()
+        self._fallback_lock = threading.Lock()
         self._running = False
         self._pubs: dict = {}
         self._diag_timer = None
@@ -270,14 +289,23 @@ class SegmentNode(LifecycleNode):
             if note:
                 self.get_logger().warning(note)
         cfg = self.cfg
+        self.workers, self.worker_threads, self.workers_note = plan_workers(
+            cfg, self.segmenter, self.threads.threads)
+        if self.workers_note:
+            self.get_logger().warning(self.workers_note)
         self.cams = {c.name: _Camera(c) for c in cfg.cameras}
-        self.camset = CameraSet(list(self.cams), max_batch=cfg.max_batch,
-                                sync_tolerance=cfg.sync_tolerance, sync_wait=cfg.sync_wait)
+        # With several workers, batches are cut so that every worker gets cameras of its own.
+        batch = min(cfg.max_batch, -(-len(self.cams) // self.workers))
+        self.camset = CameraSet(list(self.cams), max_batch=batch,
+                                sync_tolerance=cfg.sync_tolerance, sync_wait=cfg.sync_wait,
+                                one_in_flight=self.workers > 1)
         self._make_publishers()
         self.get_logger().info(
             f'configured: model {self.segmenter.card.name} ({self.segmenter.num_classes} '
             f'classes, input {self.segmenter.input_size[1]}x{self.segmenter.input_size[0]}) on '
             f'{self.segmenter.backend.selection}; {self.threads.describe()}'
+            + (f'; {self.workers} inference workers of {self.worker_threads} thread'
+               f'{"s" if self.worker_threads > 1 else ""} each' if self.workers > 1 else '')
             + (f'; {self.memory_note}' if self.memory_note else ''))
         return TransitionCallbackReturn.SUCCESS
 
@@ -293,12 +321,14 @@ class SegmentNode(LifecycleNode):
         self._publish_label_info()
         self._running = True
         self.camset.reopen()
-        self._worker = self._infer_pool.submit(self._work)
+        self._workers = [self._infer_pool.submit(self._work) for _ in range(self.workers)]
         self._diag_timer = self.create_timer(self.cfg.diagnostics_period, self._publish_diag)
         topics = ', '.join(c.subs[0].topic_name for c in self.cams.values())
-        extra = (f' ({len(self.cams)} cameras, batches of up to {self.cfg.max_batch}'
+        extra = (f' ({len(self.cams)} cameras, batches of up to {self.camset.max_batch}'
                  + (f', synchronised within {self.cfg.sync_tolerance} s' if
-                    self.cfg.sync_tolerance else '') + ')') if self.cfg.multi_camera else ''
+                    self.cfg.sync_tolerance else '')
+                 + (f', {self.workers} inference workers' if self.workers > 1 else '')
+                 + ')') if self.cfg.multi_camera else ''
         self.get_logger().info(f'active: listening on {topics}{extra}')
         return super().on_activate(state)
 
@@ -458,6 +488,11 @@ class SegmentNode(LifecycleNode):
 
     def _work(self) -> None:
         camset = self.camset
+        if 'torch' in sys.modules:
+            # This thread's OpenMP pool only (its size is per calling thread); a thread of the
+            # pool may have served another worker count before a reconfigure.
+            import torch
+            torch.set_num_threads(self.worker_threads or self.threads.threads)
         while self._running:
             batch = camset.wait(0.5)
             if batch is None or not self._running:
@@ -470,6 +505,8 @@ class SegmentNode(LifecycleNode):
                     # ROS; not an error.
                     return
                 self._error(None, 'internal', f'unexpected {type(exc).__name__}: {exc}')
+            finally:
+                camset.done(batch)
 
     def _close_inference(self) -> None:
         """Stop the worker and release the inference thread (shutdown, process exit)."""
@@ -481,12 +518,14 @@ class SegmentNode(LifecycleNode):
         if self.camset is not None:
             self.camset.close()
             self.camset.clear()
-        if self._worker is not None:
+        end = time.monotonic() + 10.0
+        for worker in self._workers:
             try:
-                self._worker.result(timeout=10.0)
+                worker.result(timeout=max(0.0, end - time.monotonic()))
             except FutureTimeout:
                 self.get_logger().warning('inference thread still busy after 10 s; leaving it')
-            self._worker = None
+                break
+        self._workers = []
 
     def _process(self, batch: Batch) -> None:
         """Decode the batch's frames, run the good ones together (``max_batch`` at a time) and
@@ -540,10 +579,11 @@ class SegmentNode(LifecycleNode):
     def _run(self, ready: list) -> None:
         cfg, seg = self.cfg, self.segmenter
         try:
-            results = seg.segment_batch([r[2] for r in ready],
-                                        confidence=[r[3]['confidence'] for r in ready],
-                                        occupancy=[r[3]['occupancy'] for r in ready],
-                                        regions=cfg.regions)
+            with (_NO_LOCK if concurrent_safe(seg) else self._run_lock):
+                results = seg.segment_batch([r[2] for r in ready],
+                                            confidence=[r[3]['confidence'] for r in ready],
+                                            occupancy=[r[3]['occupancy'] for r in ready],
+                                            regions=cfg.regions)
         except ImageError as exc:
             # A bad frame says nothing about the backend: never a reason to fall back.
             for cam, *_ in ready:
@@ -554,7 +594,7 @@ class SegmentNode(LifecycleNode):
                 cam.counters.inc('errors.inference')
             self._error(None, 'inference', f'inference failed on {seg.backend.describe()} '
                         f'(batch of {len(ready)}): {exc}')
-            self._try_fallback(exc)
+            self._try_fallback(exc, seg)
             return
         self.counters.inc('batches')
         self.counters.inc('batches.frames', len(ready))
@@ -594,17 +634,20 @@ class SegmentNode(LifecycleNode):
             info.header = header
             pubs['camera_info'].publish(info)
 
-    def _try_fallback(self, exc: Exception) -> None:
-        try:
-            backend = self.segmenter.backend
-            seg, note = self.cfg.fallback_segmenter(backend.name, exc, backend.device)
-        except Exception as err:
-            self.get_logger().error(f'no fallback backend available: {err}')
-            return
-        if seg is not None:
-            self.segmenter, self.backend_note = seg, note
-            self.counters.inc('fallbacks')
-            self.get_logger().warning(note)
+    def _try_fallback(self, exc: Exception, failed) -> None:
+        with self._fallback_lock:
+            if self.segmenter is not failed:
+                return      # another worker has already replaced the failed backend
+            try:
+                backend = failed.backend
+                seg, note = self.cfg.fallback_segmenter(backend.name, exc, backend.device)
+            except Exception as err:
+                self.get_logger().error(f'no fallback backend available: {err}')
+                return
+            if seg is not None:
+                self.segmenter, self.backend_note = seg, note
+                self.counters.inc('fallbacks')
+                self.get_logger().warning(note)
 
     def _error(self, cam: _Camera | None, kind: str, text: str) -> None:
         """Count an error (for ``cam``, or model-wide) and log it, throttled per kind."""
@@ -679,6 +722,7 @@ class SegmentNode(LifecycleNode):
         if self.options_note:
             vals['backend_options_note'] = self.options_note
         vals['threads'] = str(self.threads.threads)
+        vals['inference_workers'] = str(self.workers)
         vals['cpus'] = ','.join(str(c) for c in self.threads.usable_cpus)
         return vals
 
@@ -743,6 +787,9 @@ class SegmentNode(LifecycleNode):
                                         [starving[c.name]] if starving[c.name] else [], False)
                            for c in self.cams.values()]
         self._pubs['diagnostics'].publish(arr)
+
+
+_NO_LOCK = contextlib.nullcontext()
 
 
 def main(args=None) -> None:
