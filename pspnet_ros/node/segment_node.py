@@ -294,8 +294,10 @@ class SegmentNode(LifecycleNode):
         if self.workers_note:
             self.get_logger().warning(self.workers_note)
         self.cams = {c.name: _Camera(c) for c in cfg.cameras}
-        # With several workers, batches are cut so that every worker gets cameras of its own.
-        batch = min(cfg.max_batch, -(-len(self.cams) // self.workers))
+        # Several workers (torch on CPU) take one frame each: on CPU a batch runs no faster
+        # than its frames one by one (scripts/bench_batch.py: 0.92-1.02x), and a worker of
+        # one frame holds a quarter of a 4-frame batch's activations and answers sooner.
+        batch = 1 if self.workers > 1 else cfg.max_batch
         self.camset = CameraSet(list(self.cams), max_batch=batch,
                                 sync_tolerance=cfg.sync_tolerance, sync_wait=cfg.sync_wait,
                                 one_in_flight=self.workers > 1)
