@@ -5,10 +5,11 @@ import time
 import numpy as np
 import pytest
 
-from ros_fixtures import DOMAIN, PARAMS, rclpy_session
+from ros_fixtures import DOMAIN, PARAMS
 
-pytestmark = pytest.mark.ros
-rclpy_session()
+pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
+# rclpy is initialised by the rclpy_context fixture, never at import (conftest.py says why).
+pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
 
 from pspnet_ros.core import read_image, rosimage, Segmenter  # noqa: E402
 from pspnet_ros.live import (diag_values, LiveClient, Received, stamp_key,  # noqa: E402
@@ -106,7 +107,7 @@ class Rig:
 
 
 @pytest.fixture(scope='module')
-def rig(tmp_path_factory):
+def rig(tmp_path_factory, rclpy_context):
     r = Rig(tmp_path_factory.mktemp('multicam'),
             ['-p', 'image_qos:=reliable', '-p', 'qos_depth:=5', '-p', 'max_batch:=3',
              '-p', 'right.input_transport:=compressed', '-p', 'max_image_pixels:=200000'])
