@@ -7,8 +7,9 @@ SLAM or planning process that keeps a core busy), in one run:
 2. node: segment_node in its own process (configured as the launch file does), one frame at a
    time: publish, wait for the mask -> end-to-end p50/p90/p99.
 Thread pools are set up as a one-camera node sets them (``core.threads``: passive waiting,
-no libgomp spin, for bare and node alike); nothing depends on the user's environment. Prints a table and the targets (2 competitors: p99 <= 1.5x p50, p50 <= 2.5x the
-idle p50) and writes JSON.
+no libgomp spin, for bare and node alike); nothing depends on the user's environment.
+Prints a table and the targets (2 competitors: p99 <= 1.5x p50, p50 <= 2.5x the idle p50)
+and writes JSON.
 
     python scripts/bench_contention.py --out docs/results/contention_<date>.json
 """
