@@ -151,3 +151,16 @@ def test_the_demo_script_runs_end_to_end(tmp_path):
     assert rep['frames_sent'] == 5
     assert [f['frame'] for f in rep['per_frame']] == [0, 1, 2, 3, 4]
     assert (tmp_path / 'demo' / 'montage.png').exists()
+
+
+def test_the_demo_quotes_the_shipped_models_val_miou():
+    # The demo's expectation line names the 101-frame val mIoU: it must follow the model card
+    # when the default model changes (it once quoted the previous model's 0.619).
+    import importlib.util
+    from pspnet_ros.core import ModelCard
+    from pspnet_ros.core.segmenter import default_card_path
+    spec = importlib.util.spec_from_file_location('demo', ROOT / 'scripts' / 'demo.py')
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    card = ModelCard.load(default_card_path())
+    assert demo.EXPECTED_MIOU_CAMVID_ALL == card.metrics['val']['miou']
