@@ -201,7 +201,6 @@ class SegmentNode(LifecycleNode):
         self._workers: list[Future] = []
         self.workers = 1                 # inference workers of the current configuration
         self.worker_threads = 0          # CPU threads of each worker (0: the process's)
-        self.workers_note = ''
         # Backends other than torch on CPU are not safe to run from two threads at once
         # (TFLite interpreters, CUDA graphs' static buffers): their batches take turns.
         self._run_lock = threading.Lock()
@@ -289,10 +288,10 @@ class SegmentNode(LifecycleNode):
             if note:
                 self.get_logger().warning(note)
         cfg = self.cfg
-        self.workers, self.worker_threads, self.workers_note = plan_workers(
+        self.workers, self.worker_threads, workers_note = plan_workers(
             cfg, self.segmenter, self.threads.threads)
-        if self.workers_note:
-            self.get_logger().warning(self.workers_note)
+        if workers_note:
+            self.get_logger().warning(workers_note)
         self.cams = {c.name: _Camera(c) for c in cfg.cameras}
         # Several workers (torch on CPU) take one frame each: on CPU a batch runs no faster
         # than its frames one by one (scripts/bench_batch.py: 0.92-1.02x), and a worker of
