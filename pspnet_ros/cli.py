@@ -88,6 +88,8 @@ TRAIN_HELP = {
     'architecture': 'network: pspnet_mobilenetv2, pspnet_resnet18, ...',
     'label_set': 'class names and palette (camvid, cityscapes, voc, ade20k)',
     'head_channels': 'channels of the pyramid pooling head',
+    'output_stride': 'backbone output stride: 8, or 16 (MobileNetV2; about half the compute)',
+    'decoder_channels': 'width of the stride-8 skip decoder (MobileNetV2; 0 = none)',
     'input_size': 'network input height width written to the card (48k-7 suits Edge TPU)',
     'crop_size': 'training crop height width',
     'scale_range': 'random rescale range before cropping',

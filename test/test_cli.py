@@ -56,6 +56,7 @@ def test_train_is_deterministic_resumable_and_writes_card(camvid, coral, tmp_pat
         (labs / name.name).symlink_to(camvid / 'trainannot' / name.name)
     common = ['train', '--train-images', imgs, '--train-labels', labs, '--batch-size', 2,
               '--input-size', 89, 89, '--crop-size', 73, 73, '--head-channels', 16,
+              '--output-stride', 16, '--decoder-channels', 8,     # the shipped layout
               '--init', f'tflite:{coral / "mobilenet_v2_1.0_224_quant.tflite"}',
               '--threads', 1, '--no-progress', '--name', 'tiny']
     a = run_cli(*common, '--epochs', 2, '--out', tmp_path / 'a')
@@ -72,7 +73,12 @@ def test_train_is_deterministic_resumable_and_writes_card(camvid, coral, tmp_pat
     assert all(np.array_equal(wa[k].numpy(), wb[k].numpy()) for k in wa)
     card = ModelCard.load(tmp_path / 'a' / 'tiny.yaml')
     assert card.input_size == [89, 89] and card.head_channels == 16
-    assert '--epochs 2' in card.reproduce
+    assert (card.output_stride, card.decoder_channels) == (16, 8)
+    assert '--epochs 2' in card.reproduce and '--output-stride 16 --decoder-channels 8' in \
+        card.reproduce
+    assert any(k.startswith('decoder.') for k in wa)
+    from pspnet_ros.core.backends.torch_backend import build_model
+    assert build_model(card).decoder is not None        # the card rebuilds it, strictly
 
 
 def test_building_the_parser_imports_no_rosbags():

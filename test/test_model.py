@@ -56,3 +56,63 @@ def test_unknown_architecture_is_a_clear_error():
         PSPNet('pspnet_vgg16', 3)
     with pytest.raises(ValueError, match='ResNet depth'):
         PSPNet('pspnet_resnet34', 3)
+
+
+def test_output_stride_16_halves_the_grid_and_the_decoder_returns_to_stride_8():
+    x = torch.randn(1, 3, 89, 121)
+    plain = PSPNet('pspnet_mobilenetv2', 7, head_channels=32, output_stride=16).eval()
+    dec = PSPNet('pspnet_mobilenetv2', 7, head_channels=32, output_stride=16,
+                 decoder_channels=16).eval()
+    with torch.no_grad():
+        assert plain.forward_logits(x).shape == (1, 7, 6, 8)     # ceil(89/16), ceil(121/16)
+        assert dec.forward_logits(x).shape == (1, 7, 12, 16)     # layer2's stride-8 grid
+        out, aux = dec(x, return_aux=True)
+    assert out.shape == aux.shape == (1, 7, 89, 121)
+    # Stride 16 keeps MobileNetV2's own stride on the 64-channel stage; stride 8 dilates it.
+    assert plain.layer3[0].conv[3].stride == (2, 2)
+    assert plain.layer4[1].conv[3].dilation == (2, 2)
+    assert PSPNet('pspnet_mobilenetv2', 7).layer4[1].conv[3].dilation == (4, 4)
+
+
+def test_one_checkpoint_runs_at_both_strides_and_a_new_decoder_starts_from_its_output():
+    os8 = PSPNet('pspnet_mobilenetv2', 5, head_channels=16, aux=False).eval()
+    os16 = PSPNet('pspnet_mobilenetv2', 5, head_channels=16, aux=False,
+                  output_stride=16).eval()
+    assert os8.state_dict().keys() == os16.state_dict().keys()
+    for p in os8.parameters():                  # non-zero everywhere: a real comparison
+        nn.init.normal_(p, std=0.1)
+    os16.load_state_dict(os8.state_dict())
+    dec = PSPNet('pspnet_mobilenetv2', 5, head_channels=16, aux=False, output_stride=16,
+                 decoder_channels=8).eval()
+    missing, unexpected = dec.load_state_dict(os8.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith('decoder.') for k in missing)
+    x = torch.randn(1, 3, 65, 97)
+    with torch.no_grad():
+        coarse = os16.forward_logits(x)
+        refined = dec.forward_logits(x)
+    expected = nn.functional.interpolate(coarse, refined.shape[-2:], mode='bilinear',
+                                         align_corners=True)
+    assert coarse.abs().max() > 0.01
+    torch.testing.assert_close(refined, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('j', [4, 5, 6])
+def test_inputs_of_form_96j_minus_15_give_stride_16_features_divisible_by_6(j):
+    model = PSPNet('pspnet_mobilenetv2', 3, head_channels=16, aux=False,
+                   output_stride=16).eval()
+    n = 96 * j - 15
+    with torch.no_grad():
+        f = model.layer4(model.layer3(model.layer2(model.layer1(model.layer0(
+            torch.zeros(1, 3, n, n))))))
+    assert f.shape[-1] == 6 * j
+
+
+def test_unsupported_strides_and_decoders_are_clear_errors():
+    with pytest.raises(ValueError, match='output_stride must be one of'):
+        PSPNet('pspnet_mobilenetv2', 3, output_stride=32)
+    with pytest.raises(ValueError, match='pspnet_mobilenetv2 only'):
+        PSPNet('pspnet_resnet18', 3, output_stride=16)
+    with pytest.raises(ValueError, match='pspnet_mobilenetv2 only'):
+        PSPNet('pspnet_resnet18', 3, decoder_channels=8)
+    with pytest.raises(ValueError, match='decoder_channels must be >= 0'):
+        PSPNet('pspnet_mobilenetv2', 3, decoder_channels=-1)

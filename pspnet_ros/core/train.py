@@ -47,6 +47,8 @@ class TrainConfig:
     architecture: str = 'pspnet_mobilenetv2'
     label_set: str = 'camvid'
     head_channels: int = 128
+    output_stride: int = 8
+    decoder_channels: int = 0
     input_size: list[int] = field(default_factory=lambda: [281, 377])
     crop_size: list[int] = field(default_factory=lambda: [233, 313])
     scale_range: list[float] = field(default_factory=lambda: [0.75, 1.5])
@@ -130,7 +132,8 @@ def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
 
 
 def build_for_training(cfg: TrainConfig, num_classes: int) -> PSPNet:
-    model = PSPNet(cfg.architecture, num_classes, head_channels=cfg.head_channels, aux=True)
+    model = PSPNet(cfg.architecture, num_classes, head_channels=cfg.head_channels, aux=True,
+                   output_stride=cfg.output_stride, decoder_channels=cfg.decoder_channels)
     if cfg.init.startswith('tflite:'):
         import_mobilenetv2_tflite(model, cfg.init[len('tflite:'):])
     elif cfg.init:
@@ -177,8 +180,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     scaler_state: dict = {}
     history: list[dict] = []
     best: dict = {}         # epoch and val mIoU of the model kept in out/best/
-    head = [p for n, p in model.named_parameters() if n.startswith(('ppm', 'cls', 'aux'))]
-    body = [p for n, p in model.named_parameters() if not n.startswith(('ppm', 'cls', 'aux'))]
+    head_names = ('ppm', 'cls', 'aux', 'decoder')     # trained at --head-lr-mult x --lr
+    head = [p for n, p in model.named_parameters() if n.startswith(head_names)]
+    body = [p for n, p in model.named_parameters() if not n.startswith(head_names)]
     opt = torch.optim.SGD([{'params': body, 'lr': cfg.lr},
                            {'params': head, 'lr': cfg.lr * cfg.head_lr_mult}],
                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -315,7 +319,8 @@ def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> M
     weights = out / f'{cfg.name}.safetensors'
     model.eval()
     state_model = PSPNet(cfg.architecture, model.num_classes, head_channels=cfg.head_channels,
-                         aux=False)
+                         aux=False, output_stride=cfg.output_stride,
+                         decoder_channels=cfg.decoder_channels)
     state_model.load_state_dict({k: v for k, v in model.state_dict().items()
                                  if not k.startswith('aux.')})
     save_safetensors(state_model, weights, {'architecture': cfg.architecture})
@@ -331,6 +336,7 @@ def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> M
         name=cfg.name, weights=weights.name, label_set=cfg.label_set,
         num_classes=model.num_classes, input_size=list(cfg.input_size),
         architecture=cfg.architecture, head_channels=cfg.head_channels,
+        output_stride=cfg.output_stride, decoder_channels=cfg.decoder_channels,
         mean=list(cfg.mean), std=list(cfg.std), licence=cfg.licence,
         training_data=cfg.training_data, metrics=metrics,
         # Outputs go to train_out/ (never over the shipped models/ files) unless --out says.

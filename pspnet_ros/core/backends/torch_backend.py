@@ -18,7 +18,8 @@ LOG = logging.getLogger('pspnet_ros.backends')
 def build_model(card: ModelCard, load_weights: bool = True) -> PSPNet:
     """Build the PSPNet a card describes, optionally loading its weights strictly."""
     model = PSPNet(card.architecture, card.num_classes, head_channels=card.head_channels,
-                   aux=False)
+                   aux=False, output_stride=card.output_stride,
+                   decoder_channels=card.decoder_channels)
     if load_weights:
         state = load_state_dict(card.weights_path)
         state = {k: v for k, v in state.items() if not k.startswith('aux.')}
@@ -27,7 +28,7 @@ def build_model(card: ModelCard, load_weights: bool = True) -> PSPNet:
 
 
 class TorchBackend(Backend):
-    """PSPNet in PyTorch; returns float32 logits at output stride 8.
+    """PSPNet in PyTorch; returns float32 logits at the network's output grid (stride 8, or 16).
 
     Args:
         card: a card with ``.safetensors``/``.pth`` weights.
