@@ -104,6 +104,11 @@ TRAIN_HELP = {
     'init': 'initial weights: a checkpoint, or tflite:FILE for a MobileNetV2 backbone '
             'de-quantised from a Coral file: mobilenet_v2_1.0_224_quant.tflite (ImageNet) or '
             'deeplabv3_mnv2_pascal_quant.tflite (segmentation, PASCAL VOC)',
+    'teacher': 'model card of a trained torch model to distil from (frozen; e.g. a model '
+               'run at a larger input)',
+    'teacher_input_scale': 'the teacher sees each training batch resized by this factor',
+    'distill_weight': 'weight of the distillation loss (KL to the teacher; 0 = off)',
+    'distill_temperature': 'softmax temperature of the distillation loss',
     'mean': 'per-channel mean subtracted from RGB input',
     'std': 'per-channel std dividing RGB input',
     'seed': 'random seed (runs are deterministic)',

@@ -61,6 +61,10 @@ class TrainConfig:
     aux_weight: float = 0.4
     class_weighting: str = 'sqrt-median'
     init: str = ''
+    teacher: str = ''
+    teacher_input_scale: float = 1.0
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
     mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     seed: int = 0
@@ -86,6 +90,12 @@ class TrainConfig:
                 raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')
         if self.device not in ('auto', 'cpu', 'cuda') and not self.device.startswith('cuda:'):
             raise ValueError(f'device must be auto, cpu, cuda or cuda:N, got {self.device!r}')
+        if self.distill_weight < 0 or self.distill_temperature <= 0 or \
+                self.teacher_input_scale <= 0:
+            raise ValueError('distill_weight must be >= 0, distill_temperature and '
+                             'teacher_input_scale > 0')
+        if self.distill_weight > 0 and not self.teacher:
+            raise ValueError('distill_weight > 0 needs --teacher CARD (the model to learn from)')
         if self.amp not in ('auto', 'off'):
             raise ValueError('amp must be auto (float16 autocast on CUDA) or off, got '
                              f'{self.amp!r}')
@@ -142,6 +152,43 @@ def build_for_training(cfg: TrainConfig, num_classes: int) -> PSPNet:
     return model
 
 
+def load_teacher(cfg: TrainConfig, num_classes: int, device: torch.device):
+    """The frozen torch model of ``cfg.teacher`` (a model card), checked against the student:
+    same classes and the same input normalisation, since it sees the student's batches."""
+    from .backends.torch_backend import build_model
+    from .model import fuse_conv_bn
+    card = ModelCard.load(cfg.teacher)
+    if card.format != 'safetensors':
+        raise ValueError(f'--teacher {cfg.teacher}: a PyTorch (safetensors) card is needed, '
+                         f'this one has format {card.format!r}')
+    if card.num_classes != num_classes or card.label_set != cfg.label_set:
+        raise ValueError(f'--teacher {cfg.teacher}: {card.num_classes} classes of '
+                         f'{card.label_set!r}, the student has {num_classes} of '
+                         f'{cfg.label_set!r}')
+    if list(card.mean) != list(cfg.mean) or list(card.std) != list(cfg.std):
+        raise ValueError(f'--teacher {cfg.teacher}: mean/std {card.mean}/{card.std} differ from '
+                         f"the student's {cfg.mean}/{cfg.std}")
+    teacher = fuse_conv_bn(build_model(card)).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+                 ignore: int, temperature: float) -> torch.Tensor:
+    """Pixel-wise KL(teacher || student) of the softened class distributions (Hinton et al.
+    2015), times T^2, averaged over the labelled pixels (padding and void carry nothing)."""
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = F.interpolate(teacher, student.shape[-2:], mode='bilinear',
+                                align_corners=True)
+    t = F.log_softmax(teacher / temperature, 1)
+    kl = (t.exp() * (t - F.log_softmax(student / temperature, 1))).sum(1)
+    valid = labels != ignore
+    if not valid.any():
+        return student.sum() * 0.0
+    return kl[valid].mean() * temperature ** 2
+
+
 def _batches(data, idx, cfg, rng, ignore, pad):
     for b in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size):
         imgs, labs = [], []
@@ -175,6 +222,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     weights = class_weights([lab for _, lab in data], labelset.num_classes, ignore,
                             cfg.class_weighting)
     model = build_for_training(cfg, labelset.num_classes)
+    teacher = load_teacher(cfg, labelset.num_classes, device) if cfg.teacher else None
     ckpt_path = ckpt_dir / 'last.pt'
     start_epoch = 0
     scaler_state: dict = {}
@@ -247,6 +295,15 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             loss = F.cross_entropy(main, y, weight=weights, ignore_index=ignore)
             loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, weight=weights,
                                                            ignore_index=ignore)
+            if teacher is not None and cfg.distill_weight > 0:
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16,
+                                                     enabled=amp):
+                    xt = x if cfg.teacher_input_scale == 1 else F.interpolate(
+                        x, scale_factor=cfg.teacher_input_scale, mode='bilinear',
+                        align_corners=True)
+                    t_logits = teacher.forward_logits(xt)
+                loss = loss + cfg.distill_weight * distill_loss(
+                    main, t_logits.float(), y, ignore, cfg.distill_temperature)
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f'loss became {loss.item()} at epoch {epoch + 1} iter {i}; '
                                    'lower --lr')
