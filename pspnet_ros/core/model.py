@@ -301,7 +301,6 @@ class PSPNet(nn.Module):
         self.aux = _head(aux_in, aux_channels, num_classes, dropout) if aux else None
         if decoder_channels < 0:
             raise ValueError(f'decoder_channels must be >= 0, got {decoder_channels}')
-        self.output_stride = output_stride
         self.decoder = (SkipDecoder(head_channels, 32, decoder_channels, num_classes)
                         if decoder_channels else None)
 

@@ -141,9 +141,14 @@ def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
     return base * (1 - it / max(total, 1)) ** power
 
 
+def _network(cfg: TrainConfig, num_classes: int, aux: bool) -> PSPNet:
+    """The PSPNet ``cfg`` describes: with the auxiliary head to train, without it to save."""
+    return PSPNet(cfg.architecture, num_classes, head_channels=cfg.head_channels, aux=aux,
+                  output_stride=cfg.output_stride, decoder_channels=cfg.decoder_channels)
+
+
 def build_for_training(cfg: TrainConfig, num_classes: int) -> PSPNet:
-    model = PSPNet(cfg.architecture, num_classes, head_channels=cfg.head_channels, aux=True,
-                   output_stride=cfg.output_stride, decoder_channels=cfg.decoder_channels)
+    model = _network(cfg, num_classes, aux=True)
     if cfg.init.startswith('tflite:'):
         import_mobilenetv2_tflite(model, cfg.init[len('tflite:'):])
     elif cfg.init:
@@ -222,7 +227,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     weights = class_weights([lab for _, lab in data], labelset.num_classes, ignore,
                             cfg.class_weighting)
     model = build_for_training(cfg, labelset.num_classes)
-    teacher = load_teacher(cfg, labelset.num_classes, device) if cfg.teacher else None
+    # A teacher with --distill-weight 0 would only cost time: it is not loaded then.
+    teacher = (load_teacher(cfg, labelset.num_classes, device)
+               if cfg.teacher and cfg.distill_weight > 0 else None)
     ckpt_path = ckpt_dir / 'last.pt'
     start_epoch = 0
     scaler_state: dict = {}
@@ -295,7 +302,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             loss = F.cross_entropy(main, y, weight=weights, ignore_index=ignore)
             loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, weight=weights,
                                                            ignore_index=ignore)
-            if teacher is not None and cfg.distill_weight > 0:
+            if teacher is not None:
                 with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16,
                                                      enabled=amp):
                     xt = x if cfg.teacher_input_scale == 1 else F.interpolate(
@@ -375,9 +382,7 @@ def _copy_model(card: ModelCard, dest: Path) -> None:
 def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> ModelCard:
     weights = out / f'{cfg.name}.safetensors'
     model.eval()
-    state_model = PSPNet(cfg.architecture, model.num_classes, head_channels=cfg.head_channels,
-                         aux=False, output_stride=cfg.output_stride,
-                         decoder_channels=cfg.decoder_channels)
+    state_model = _network(cfg, model.num_classes, aux=False)
     state_model.load_state_dict({k: v for k, v in model.state_dict().items()
                                  if not k.startswith('aux.')})
     save_safetensors(state_model, weights, {'architecture': cfg.architecture})
