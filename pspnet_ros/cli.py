@@ -107,6 +107,9 @@ TRAIN_HELP = {
     'teacher': 'model card of a trained torch model to distil from (frozen; e.g. a model '
                'run at a larger input)',
     'teacher_input_scale': 'the teacher sees each training batch resized by this factor',
+    'teacher_sizes': 'HxW[,HxW...]: instead, the teacher labels each whole training frame once '
+                     'at these input sizes and mirrored (mean probabilities, cached in OUT); '
+                     'the targets follow each crop',
     'distill_weight': 'weight of the distillation loss (KL to the teacher; 0 = off)',
     'distill_temperature': 'softmax temperature of the distillation loss',
     'mean': 'per-channel mean subtracted from RGB input',

@@ -1,12 +1,17 @@
-"""Pieces of ``pspnet-ros train`` with exact expected values: class weights and distillation."""
+"""Pieces of ``pspnet-ros train`` with exact expected values: class weights, distillation and
+the teacher's cached targets."""
 import math
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import DEFAULT_CARD
-from pspnet_ros.core.train import TrainConfig, class_weights, distill_loss, load_teacher
+from pspnet_ros.core.data import augment
+from pspnet_ros.core.segmenter import Segmenter
+from pspnet_ros.core.train import (TrainConfig, class_weights, distill_loss, load_teacher,
+                                   teacher_targets)
 
 
 def test_median_frequency_weights_follow_segnet():
@@ -51,3 +56,111 @@ def test_distillation_options_are_checked():
     cfg = TrainConfig(train_images='a', train_labels='b', out='c', teacher=str(DEFAULT_CARD))
     teacher = load_teacher(cfg, 11, torch.device('cpu'))
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_teacher_sizes_are_checked():
+    def cfg(**kw):
+        return TrainConfig(train_images='a', train_labels='b', out='c', **kw)
+    with pytest.raises(ValueError, match="'425-569' is not HEIGHTxWIDTH"):
+        cfg(teacher='t.yaml', teacher_sizes='425-569').validate()
+    with pytest.raises(ValueError, match="'4x569' is outside 8"):
+        cfg(teacher='t.yaml', teacher_sizes='425x569,4x569').validate()
+    with pytest.raises(ValueError, match='teacher_sizes needs --teacher'):
+        cfg(teacher_sizes='425x569').validate()
+    with pytest.raises(ValueError, match='not both'):
+        cfg(teacher='t.yaml', teacher_sizes='425x569', teacher_input_scale=1.5).validate()
+    cfg(teacher='t.yaml', teacher_sizes='425x569, 489x649').validate()
+
+
+def _one_hot(lab, classes):
+    return (lab[..., None] == np.arange(classes)).astype(np.float16)
+
+
+def test_soft_targets_follow_the_augmentation_of_the_labels():
+    rng0 = np.random.default_rng(1)
+    lab = np.kron(rng0.integers(0, 4, (6, 8)), np.ones((5, 5))).astype(np.uint8)  # blocks
+    lab[:, :5] = 255                                          # a void band
+    img = rng0.integers(0, 255, (30, 40, 3)).astype(np.uint8)
+    pad = np.float32([127.5] * 3)
+    soft = _one_hot(lab, 4)
+    for seed in range(6):
+        # No rescaling: the crop (padded past the frame) and the flip are exact.
+        a = augment(img, lab, np.random.default_rng(seed), 1.0, (1, 1), (34, 36), 255, pad)
+        im, lb, st = augment(img, lab, np.random.default_rng(seed), 1.0, (1, 1), (34, 36),
+                             255, pad, soft=soft)
+        assert np.array_equal(a[0], im) and np.array_equal(a[1], lb)   # the same draws
+        assert st.shape == (34, 36, 4) and st.dtype == np.float32
+        labelled = lb != 255
+        assert np.array_equal(st.argmax(-1)[labelled], lb[labelled])
+        # Void and the 2 + 2 rows of padding carry nothing; every other pixel one class.
+        assert np.array_equal(st.sum(-1) == 0, lb == 255)
+        assert (lb[:2] == 255).all() and (lb[-2:] == 255).all()
+        # Rescaled: bilinear interpolation keeps a distribution, and it follows the labels.
+        _, lb, st = augment(img, lab, np.random.default_rng(seed), 1.5, (1, 1), (34, 36), 255,
+                            pad, soft=_one_hot(np.where(lab == 255, 0, lab), 4))
+        np.testing.assert_allclose(st.sum(-1), 1.0, atol=1e-3)
+        labelled = lb != 255
+        assert (st.argmax(-1)[labelled] == lb[labelled]).mean() > 0.9
+    with pytest.raises(ValueError, match=r'soft targets \(29, 40\) and label \(30, 40\)'):
+        augment(img, lab, rng0, 1.0, (1, 1), (20, 20), 255, pad, soft=soft[:29])
+
+
+def test_teacher_targets_are_the_mean_over_sizes_and_mirrors_and_are_cached(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    data = [(rng.integers(0, 255, (36, 52, 3)).astype(np.uint8), np.zeros((36, 52), np.uint8)),
+            (rng.integers(0, 255, (40, 44, 3)).astype(np.uint8), np.zeros((40, 44), np.uint8))]
+    cfg = TrainConfig(train_images='a', train_labels='b', out=str(tmp_path),
+                      teacher=str(DEFAULT_CARD), teacher_sizes='33x41,41x49')
+    cache = tmp_path / 'targets.safetensors'
+    got = teacher_targets(cfg, data, ['a.png', 'b.png'], 11, torch.device('cpu'), cache)
+    assert 'with flips in' in capsys.readouterr().out and cache.is_file()
+    for (img, lab), t in zip(data, got):
+        assert t.shape == lab.shape + (11,) and t.dtype == np.float16
+        # The same mean from the Segmenter's own preprocessing and torch backend.
+        want = 0
+        for size in ((33, 41), (41, 49)):
+            seg = Segmenter(DEFAULT_CARD, input_size=size)
+            for mirror in (False, True):
+                x, _ = seg.preprocess(img[:, ::-1] if mirror else img)
+                logits = torch.from_numpy(np.asarray(seg.backend.run(x), np.float32))
+                p = F.interpolate(logits, lab.shape, mode='bilinear', align_corners=True)
+                p = p[0].softmax(0).permute(1, 2, 0).numpy()
+                want = want + (p[:, ::-1] if mirror else p)
+        np.testing.assert_allclose(t.astype(np.float32), want / 4, atol=2e-3)
+    # A second call reads the cache; other sizes make new targets.
+    again = teacher_targets(cfg, data, ['a.png', 'b.png'], 11, torch.device('cpu'), cache)
+    assert 'from ' + str(cache) in capsys.readouterr().out
+    assert all(np.array_equal(a, b) for a, b in zip(got, again))
+    cfg.teacher_sizes = '33x41'
+    other = teacher_targets(cfg, data, ['a.png', 'b.png'], 11, torch.device('cpu'), cache)
+    assert 'with flips in' in capsys.readouterr().out
+    assert not np.array_equal(other[0], got[0])
+
+
+def test_training_with_cached_teacher_targets_is_repeatable(camvid, tmp_path):
+    import shutil
+    from safetensors.numpy import load_file
+    from pspnet_ros.core.card import ModelCard
+    from pspnet_ros.core.train import train
+    imgs, labs = tmp_path / 'img', tmp_path / 'lab'
+    imgs.mkdir(), labs.mkdir()
+    for name in sorted((camvid / 'train').iterdir())[:4]:
+        (imgs / name.name).symlink_to(name)
+        (labs / name.name).symlink_to(camvid / 'trainannot' / name.name)
+
+    def cfg(out):
+        return TrainConfig(train_images=str(imgs), train_labels=str(labs), out=str(out),
+                           name='tiny', batch_size=2, input_size=[89, 89], crop_size=[73, 73],
+                           head_channels=16, epochs=1, threads=1, teacher=str(DEFAULT_CARD),
+                           teacher_sizes='49x65', distill_weight=1.0)
+    train(cfg(tmp_path / 'a'), progress=False)
+    cache = tmp_path / 'a' / 'teacher_targets.safetensors'
+    assert len(load_file(str(cache))) == 4
+    (tmp_path / 'b').mkdir()
+    shutil.copyfile(cache, tmp_path / 'b' / cache.name)   # b reads a's targets from the file
+    train(cfg(tmp_path / 'b'), progress=False)
+    wa = load_file(str(tmp_path / 'a' / 'tiny.safetensors'))
+    wb = load_file(str(tmp_path / 'b' / 'tiny.safetensors'))
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    card = ModelCard.load(tmp_path / 'a' / 'tiny.yaml')
+    assert '--teacher-sizes 49x65 --distill-weight 1.0' in card.reproduce

@@ -54,14 +54,24 @@ def load_pairs(pairs: list[tuple[Path, Path]]) -> list[tuple[np.ndarray, np.ndar
 
 def augment(img: np.ndarray, lab: np.ndarray, rng: np.random.Generator, base_scale: float,
             scale_range: tuple[float, float], crop: tuple[int, int], ignore_index: int,
-            pad_value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            pad_value: np.ndarray, soft: np.ndarray | None = None):
     """Random scale, crop (padding with ``pad_value`` / ``ignore_index``), flip, and a mild
-    brightness/contrast jitter."""
+    brightness/contrast jitter.
+
+    ``soft`` (optional, ``(H, W, C)``: a teacher's class probabilities for the frame) gets the
+    same scale (bilinear), crop (zero padding) and flip, and is returned as a third item
+    (float32). The random draws are the same with or without it.
+    """
     s = base_scale * rng.uniform(*scale_range)
     h, w = lab.shape
     nh, nw = max(1, round(h * s)), max(1, round(w * s))
     img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
     lab = cv2.resize(lab, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    if soft is not None:
+        if soft.shape[:2] != (h, w):
+            raise ValueError(f'soft targets {soft.shape[:2]} and label {(h, w)} differ')
+        soft = cv2.resize(soft.astype(np.float32), (nw, nh), interpolation=cv2.INTER_LINEAR)
+        soft = soft.reshape(nh, nw, -1)          # cv2 drops a single channel's axis
     ch, cw = crop
     ph, pw = max(ch - nh, 0), max(cw - nw, 0)
     if ph or pw:
@@ -69,11 +79,19 @@ def augment(img: np.ndarray, lab: np.ndarray, rng: np.random.Generator, base_sca
                                  cv2.BORDER_CONSTANT, value=pad_value.tolist())
         lab = cv2.copyMakeBorder(lab, ph // 2, ph - ph // 2, pw // 2, pw - pw // 2,
                                  cv2.BORDER_CONSTANT, value=ignore_index)
+        if soft is not None:
+            soft = np.pad(soft, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
     y = rng.integers(0, lab.shape[0] - ch + 1)
     x = rng.integers(0, lab.shape[1] - cw + 1)
     img, lab = img[y:y + ch, x:x + cw], lab[y:y + ch, x:x + cw]
-    if rng.random() < 0.5:
+    flip = rng.random() < 0.5
+    if flip:
         img, lab = img[:, ::-1], lab[:, ::-1]
     alpha, beta = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
     img = np.clip(img.astype(np.float32) * alpha + beta, 0, 255)
-    return img, np.ascontiguousarray(lab)
+    if soft is None:
+        return img, np.ascontiguousarray(lab)
+    soft = soft[y:y + ch, x:x + cw]
+    if flip:
+        soft = soft[:, ::-1]
+    return img, np.ascontiguousarray(lab), np.ascontiguousarray(soft)

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import time
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,7 @@ class TrainConfig:
     init: str = ''
     teacher: str = ''
     teacher_input_scale: float = 1.0
+    teacher_sizes: str = ''
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
     mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
@@ -96,9 +98,32 @@ class TrainConfig:
                              'teacher_input_scale > 0')
         if self.distill_weight > 0 and not self.teacher:
             raise ValueError('distill_weight > 0 needs --teacher CARD (the model to learn from)')
+        if self.teacher_sizes:
+            parse_sizes(self.teacher_sizes)
+            if not self.teacher:
+                raise ValueError('teacher_sizes needs --teacher CARD (the model to learn from)')
+            if self.teacher_input_scale != 1:
+                raise ValueError('choose teacher_sizes (the teacher labels whole frames once) '
+                                 'or teacher_input_scale (it sees each batch), not both')
         if self.amp not in ('auto', 'off'):
             raise ValueError('amp must be auto (float16 autocast on CUDA) or off, got '
                              f'{self.amp!r}')
+
+
+def parse_sizes(spec: str) -> list[tuple[int, int]]:
+    """``'425x569,489x649'`` -> ``[(425, 569), (489, 649)]``; a clear error otherwise."""
+    from .card import MAX_INPUT_SIDE
+    sizes = []
+    for part in spec.split(','):
+        try:
+            h, w = (int(v) for v in part.strip().lower().split('x'))
+        except ValueError:
+            raise ValueError(f'teacher_sizes: {part!r} is not HEIGHTxWIDTH (e.g. '
+                             '425x569,489x649)') from None
+        if not (8 <= h <= MAX_INPUT_SIDE and 8 <= w <= MAX_INPUT_SIDE):
+            raise ValueError(f'teacher_sizes: {part!r} is outside 8..{MAX_INPUT_SIDE}')
+        sizes.append((h, w))
+    return sizes
 
 
 def training_device(name: str) -> torch.device:
@@ -194,19 +219,76 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
     return kl[valid].mean() * temperature ** 2
 
 
-def _batches(data, idx, cfg, rng, ignore, pad):
+def teacher_targets(cfg: TrainConfig, data: list, names: list[str], num_classes: int,
+                    device: torch.device, cache: Path) -> list[np.ndarray]:
+    """The teacher's class probabilities for each whole training frame, ``(H, W, C)``
+    float16: the mean of its softmax at each of ``cfg.teacher_sizes`` (the frame resized as
+    the ``Segmenter`` does) and of its mirror image, upsampled to the frame.
+
+    Computed once and kept in ``cache`` (safetensors), reused while the teacher's weights,
+    the sizes and the training frames are the same; each crop's targets then follow its
+    augmentation (``augment(..., soft=)``), so the teacher costs nothing per step.
+    """
+    import hashlib
+    from safetensors.numpy import load_file, save_file
+    teacher = load_teacher(cfg, num_classes, device)
+    weights = ModelCard.load(cfg.teacher).weights_path
+    key = json.dumps({'teacher_sha256': hashlib.sha256(weights.read_bytes()).hexdigest(),
+                      'sizes': parse_sizes(cfg.teacher_sizes), 'mean': list(cfg.mean),
+                      'std': list(cfg.std), 'frames': names})
+    if cache.is_file():
+        from safetensors import safe_open
+        with safe_open(str(cache), 'np') as f:
+            same = (f.metadata() or {}).get('key') == key
+        if same:
+            loaded = load_file(str(cache))
+            print(f'teacher targets: {len(names)} frames from {cache}', flush=True)
+            return [loaded[str(i)] for i in range(len(names))]
+    mean, std = np.float32(cfg.mean), np.float32(cfg.std)
+    amp = device.type == 'cuda' and cfg.amp == 'auto'
+    out, t0 = [], time.time()
+    for img, lab in data:
+        h, w = lab.shape
+        acc = torch.zeros(num_classes, h, w, device=device)
+        for th, tw in parse_sizes(cfg.teacher_sizes):
+            x = (cv2.resize(img, (tw, th), interpolation=cv2.INTER_LINEAR) - mean) / std
+            x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), np.float32))
+            x = torch.stack([x, x.flip(-1)]).to(device)
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16,
+                                                 enabled=amp):
+                logits = teacher.forward_logits(x)
+            p = F.interpolate(logits.float(), (h, w), mode='bilinear',
+                              align_corners=True).softmax(1)
+            acc += p[0] + p[1].flip(-1)
+        acc /= 2 * len(parse_sizes(cfg.teacher_sizes))
+        out.append(np.ascontiguousarray(acc.permute(1, 2, 0).cpu().numpy(), np.float16))
+    save_file({str(i): t for i, t in enumerate(out)}, str(cache), metadata={'key': key})
+    print(f'teacher targets: {len(out)} frames at {cfg.teacher_sizes} with flips in '
+          f'{time.time() - t0:.0f} s, kept in {cache}', flush=True)
+    return out
+
+
+def _batches(data, idx, cfg, rng, ignore, pad, targets=None):
+    """Augmented ``(images, labels, soft targets or None)`` batches of ``data[idx]``."""
     for b in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size):
-        imgs, labs = [], []
+        imgs, labs, softs = [], [], []
         for i in idx[b:b + cfg.batch_size]:
             img, lab = data[i]
             base = cfg.input_size[0] / lab.shape[0]
-            im, lb = augment(img, lab, rng, base, tuple(cfg.scale_range), tuple(cfg.crop_size),
-                             ignore, pad)
+            args = (img, lab, rng, base, tuple(cfg.scale_range), tuple(cfg.crop_size), ignore,
+                    pad)
+            if targets is None:
+                im, lb = augment(*args)
+            else:
+                im, lb, soft = augment(*args, soft=targets[i])
+                softs.append(soft)
             imgs.append(im)
             labs.append(lb)
         x = (np.stack(imgs) - np.float32(cfg.mean)) / np.float32(cfg.std)
+        t = (torch.from_numpy(np.ascontiguousarray(np.stack(softs).transpose(0, 3, 1, 2)))
+             if softs else None)
         yield (torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32)),
-               torch.from_numpy(np.stack(labs).astype(np.int64)))
+               torch.from_numpy(np.stack(labs).astype(np.int64)), t)
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
@@ -223,13 +305,18 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     labelset = get_label_set(cfg.label_set)
     ignore = labelset.ignore_index
-    data = load_pairs(find_pairs(cfg.train_images, cfg.train_labels))
+    pairs = find_pairs(cfg.train_images, cfg.train_labels)
+    data = load_pairs(pairs)
     weights = class_weights([lab for _, lab in data], labelset.num_classes, ignore,
                             cfg.class_weighting)
     model = build_for_training(cfg, labelset.num_classes)
     # A teacher with --distill-weight 0 would only cost time: it is not loaded then.
-    teacher = (load_teacher(cfg, labelset.num_classes, device)
-               if cfg.teacher and cfg.distill_weight > 0 else None)
+    teacher, targets = None, None
+    if cfg.teacher and cfg.distill_weight > 0 and cfg.teacher_sizes:
+        targets = teacher_targets(cfg, data, [p.name for p, _ in pairs], labelset.num_classes,
+                                  device, out / 'teacher_targets.safetensors')
+    elif cfg.teacher and cfg.distill_weight > 0:
+        teacher = load_teacher(cfg, labelset.num_classes, device)
     ckpt_path = ckpt_dir / 'last.pt'
     start_epoch = 0
     scaler_state: dict = {}
@@ -259,7 +346,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         rng = np.random.default_rng(cfg.seed + 10_000)
         pad = np.float32(cfg.mean)
         idx = rng.permutation(len(data))[:4 * cfg.batch_size]
-        batches = [x for x, _ in _batches(data, idx, cfg, rng, ignore, pad)]
+        batches = [x for x, _, _ in _batches(data, idx, cfg, rng, ignore, pad)]
         bns = [m for n, m in model.named_modules()
                if n.startswith('layer') and isinstance(m, torch.nn.BatchNorm2d)]
         calibrate_batchnorm(model, batches, bns)
@@ -288,10 +375,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
         torch.manual_seed(cfg.seed * 1000 + epoch)
         idx = rng.permutation(len(data))[:per_epoch * cfg.batch_size]
-        bar = tqdm(_batches(data, idx, cfg, rng, ignore, pad), total=per_epoch,
+        bar = tqdm(_batches(data, idx, cfg, rng, ignore, pad, targets), total=per_epoch,
                    desc=f'epoch {epoch + 1}/{cfg.epochs}', disable=not progress, leave=False)
         t0, losses = time.time(), []
-        for i, (x, y) in enumerate(bar):
+        for i, (x, y, soft) in enumerate(bar):
             it = epoch * per_epoch + i
             for g, mult in zip(opt.param_groups, (1.0, cfg.head_lr_mult)):
                 g['lr'] = poly_lr(cfg.lr * mult, it, total)
@@ -311,6 +398,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                     t_logits = teacher.forward_logits(xt)
                 loss = loss + cfg.distill_weight * distill_loss(
                     main, t_logits.float(), y, ignore, cfg.distill_temperature)
+            elif soft is not None:
+                # Log-probabilities are logits of the same distribution.
+                t_logits = soft.to(device, non_blocking=True).clamp_min(1e-8).log()
+                loss = loss + cfg.distill_weight * distill_loss(
+                    main, t_logits, y, ignore, cfg.distill_temperature)
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f'loss became {loss.item()} at epoch {epoch + 1} iter {i}; '
                                    'lower --lr')
