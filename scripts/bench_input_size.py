@@ -10,6 +10,10 @@ model card) and times the whole ``Segmenter`` call per frame (median, with the n
 pools), in one process, one size after another. The node takes the same setting as its
 ``input_size`` parameter. Prints a table, writes JSON.
 
+``--ensembles 425x569+489x649`` also scores test-time augmentation, the way ``pspnet-ros train
+--teacher-sizes`` labels frames for distillation: the mean class probabilities over those
+input sizes and over each frame and its mirror image (``train.frame_probabilities``).
+
     python scripts/bench_input_size.py --out docs/results/input_size_<date>.json
 """
 from __future__ import annotations
@@ -35,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument('--sizes', nargs='+',
                    default=['281x377', '361x481', '425x569', '489x649', '553x737'],
                    help='network input sizes, HEIGHTxWIDTH (8k+1 keeps the grid aligned)')
+    p.add_argument('--ensembles', nargs='*', default=[],
+                   help='HxW+HxW...: also score the mean over these sizes and mirrors')
     p.add_argument('--out', default='bench_out/input_size.json')
     args = p.parse_args(argv)
 
@@ -58,13 +64,17 @@ def main(argv=None) -> int:
                      'ms_per_frame_median': r['median_total_s'] * 1e3,
                      'seconds': time.monotonic() - t0})
         print(f'{h}x{w}: mIoU {r["miou"]:.4f}, {r["median_total_s"] * 1e3:.1f} ms', flush=True)
+    for spec in args.ensembles:
+        rows.append(score_ensemble(card, spec, pairs))
+        print(f'{spec} mirrored: mIoU {rows[-1]["miou"]:.4f}, '
+              f'{rows[-1]["ms_per_frame_median"]:.1f} ms', flush=True)
     base = rows[0]
     names = list(base['iou'])
     print(f'\n{"input":>9s} {"mIoU":>6s} {"ms":>7s} {"x time":>6s} '
           + ' '.join(f'{n[:6]:>6s}' for n in names))
     for row in rows:
-        h, w = row['input_size']
-        print(f'{h:4d}x{w:<4d} {row["miou"]:6.4f} {row["ms_per_frame_median"]:7.1f} '
+        label = row.get('ensemble') or 'x'.join(map(str, row['input_size']))
+        print(f'{label:>9s} {row["miou"]:6.4f} {row["ms_per_frame_median"]:7.1f} '
               f'{row["ms_per_frame_median"] / base["ms_per_frame_median"]:6.2f} '
               + ' '.join(f'{row["iou"][n]:6.3f}' for n in names))
     out = Path(args.out)
@@ -76,6 +86,39 @@ def main(argv=None) -> int:
         'card': card, 'images': len(pairs), 'rows': rows}, indent=1))
     print(f'wrote {out}')
     return 0
+
+
+def score_ensemble(card: str, spec: str, pairs) -> dict:
+    """CamVid val scores of the mean probabilities over ``spec``'s sizes and mirrors."""
+    import numpy as np
+    import torch
+    from pspnet_ros.core import ModelCard
+    from pspnet_ros.core.backends.torch_backend import build_model
+    from pspnet_ros.core.data import read_image, read_label
+    from pspnet_ros.core.labels import get_label_set
+    from pspnet_ros.core.metrics import confusion_matrix, scores
+    from pspnet_ros.core.model import fuse_conv_bn
+    from pspnet_ros.core.train import frame_probabilities, parse_sizes
+    mc = ModelCard.load(card)
+    model = fuse_conv_bn(build_model(mc)).eval()
+    sizes = parse_sizes(spec.replace('+', ','))
+    ignore = get_label_set(mc.label_set).ignore_index
+    conf = np.zeros((mc.num_classes, mc.num_classes), np.int64)
+    times = []
+    t0 = time.monotonic()
+    for img_path, lab_path in pairs:
+        img, lab = read_image(img_path), read_label(lab_path)
+        t = time.perf_counter()
+        pred = frame_probabilities(model, img, sizes, mc.mean, mc.std,
+                                   torch.device('cpu')).argmax(0).numpy()
+        times.append(time.perf_counter() - t)
+        conf += confusion_matrix(pred, lab, mc.num_classes, ignore)
+    r = scores(conf)
+    names = get_label_set(mc.label_set).classes
+    return {'ensemble': spec, 'mirrored': True, 'miou': r['miou'],
+            'iou': dict(zip(names, r['iou'])),
+            'ms_per_frame_median': float(np.median(times)) * 1e3,
+            'seconds': time.monotonic() - t0}
 
 
 if __name__ == '__main__':

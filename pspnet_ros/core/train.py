@@ -219,6 +219,26 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
     return kl[valid].mean() * temperature ** 2
 
 
+def frame_probabilities(model: PSPNet, img: np.ndarray, sizes: list[tuple[int, int]],
+                        mean, std, device: torch.device, amp: bool = False) -> torch.Tensor:
+    """``(C, H, W)`` class probabilities of ``model`` for one RGB uint8 frame: the mean of its
+    softmax over the input ``sizes`` (the frame stretched to each, as the ``Segmenter``
+    does) and over the frame and its mirror image, upsampled to the frame's size."""
+    h, w = img.shape[:2]
+    acc = 0
+    for th, tw in sizes:
+        x = (cv2.resize(img, (tw, th), interpolation=cv2.INTER_LINEAR) - np.float32(mean)) \
+            / np.float32(std)
+        x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), np.float32))
+        x = torch.stack([x, x.flip(-1)]).to(device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model.forward_logits(x)
+        p = F.interpolate(logits.float(), (h, w), mode='bilinear',
+                          align_corners=True).softmax(1)
+        acc = acc + p[0] + p[1].flip(-1)
+    return acc / (2 * len(sizes))
+
+
 def teacher_targets(cfg: TrainConfig, data: list, names: list[str], num_classes: int,
                     device: torch.device, cache: Path) -> list[np.ndarray]:
     """The teacher's class probabilities for each whole training frame, ``(H, W, C)``
@@ -244,24 +264,12 @@ def teacher_targets(cfg: TrainConfig, data: list, names: list[str], num_classes:
             loaded = load_file(str(cache))
             print(f'teacher targets: {len(names)} frames from {cache}', flush=True)
             return [loaded[str(i)] for i in range(len(names))]
-    mean, std = np.float32(cfg.mean), np.float32(cfg.std)
+    sizes = parse_sizes(cfg.teacher_sizes)
     amp = device.type == 'cuda' and cfg.amp == 'auto'
     out, t0 = [], time.time()
-    for img, lab in data:
-        h, w = lab.shape
-        acc = torch.zeros(num_classes, h, w, device=device)
-        for th, tw in parse_sizes(cfg.teacher_sizes):
-            x = (cv2.resize(img, (tw, th), interpolation=cv2.INTER_LINEAR) - mean) / std
-            x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), np.float32))
-            x = torch.stack([x, x.flip(-1)]).to(device)
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16,
-                                                 enabled=amp):
-                logits = teacher.forward_logits(x)
-            p = F.interpolate(logits.float(), (h, w), mode='bilinear',
-                              align_corners=True).softmax(1)
-            acc += p[0] + p[1].flip(-1)
-        acc /= 2 * len(parse_sizes(cfg.teacher_sizes))
-        out.append(np.ascontiguousarray(acc.permute(1, 2, 0).cpu().numpy(), np.float16))
+    for img, _ in data:
+        p = frame_probabilities(teacher, img, sizes, cfg.mean, cfg.std, device, amp)
+        out.append(np.ascontiguousarray(p.permute(1, 2, 0).cpu().numpy(), np.float16))
     save_file({str(i): t for i, t in enumerate(out)}, str(cache), metadata={'key': key})
     print(f'teacher targets: {len(out)} frames at {cfg.teacher_sizes} with flips in '
           f'{time.time() - t0:.0f} s, kept in {cache}', flush=True)
