@@ -30,7 +30,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def segmenter_from_args(args):
     from .core import Segmenter, default_card_path
-    return Segmenter(args.model or default_card_path(), backend=args.backend, device=args.device)
+    return Segmenter(args.model or default_card_path(), backend=args.backend, device=args.device,
+                     test_time_flip=getattr(args, 'test_time_flip', False))
 
 
 def cmd_segment(args) -> int:
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', default='segment_out', help='output folder (default: segment_out)')
     p.add_argument('--alpha', type=float, default=0.5, help='overlay mask weight (0..1)')
     p.add_argument('--json', action='store_true', help='also print one JSON line per image')
+    p.add_argument('--test-time-flip', action='store_true', help='also segment each mirrored '
+                   'image and average the two (about 2x the time, a little more accurate)')
     add_model_args(p)
     p.set_defaults(func=cmd_segment)
     p = sub.add_parser('train', help='train or fine-tune PSPNet on image + label folders',

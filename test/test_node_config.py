@@ -33,7 +33,9 @@ def test_config_from_default_parameters():
                                             backend_options=['channels_last=true']))
     assert cfg.fallback_backends == ('onnxruntime', 'torch')
     assert cfg.backend_options == {'channels_last': True}
-    assert cfg.input_size is None and cfg.resize_mode is None
+    assert cfg.input_size is None and cfg.resize_mode is None and not cfg.test_time_flip
+    seg, _ = NodeConfig.from_parameters(params(test_time_flip=True)).build_segmenter()
+    assert seg.test_time_flip
     assert cfg.updated({'overlay_alpha': 0.2}).overlay_alpha == 0.2
     for bad in ({'input_transport': 'ffmpeg'}, {'image_qos': 'fast'},
                 {'resize_mode': 'crop'}, {'input_size': [1, 2, 3]}):

@@ -144,3 +144,28 @@ def test_batch_flags_are_per_frame_and_must_match_the_frame_count(
 def test_a_bad_frame_in_a_batch_is_named_before_anything_runs(three_frames, default_segmenter):
     with pytest.raises(ImageError, match='zero size'):
         default_segmenter.segment_batch([three_frames[0], np.zeros((0, 5, 3), np.uint8)])
+
+
+def test_test_time_flip_makes_the_masks_mirror_symmetric(frame):
+    mirrored = np.ascontiguousarray(frame[:, ::-1])
+    plain = Segmenter(DEFAULT_CARD)
+    # One network pass is not exactly mirror-symmetric ...
+    a, b = plain(frame).labels, plain(mirrored).labels
+    assert (a == b[:, ::-1]).mean() < 0.99
+    # ... the mean over a frame and its mirror image is, to float rounding.
+    flip = Segmenter(DEFAULT_CARD, test_time_flip=True)
+    fa, fb = flip(frame, confidence=True), flip(mirrored)
+    assert (fa.labels == fb.labels[:, ::-1]).mean() > 0.9999
+    assert 0 < fa.confidence.min() and fa.confidence.max() <= 1.0 + 1e-6
+    # Batches give each frame the same answer as one at a time.
+    batch = flip.segment_batch([frame, mirrored])
+    assert (batch[0].labels == fa.labels).mean() > 0.9999
+    assert (batch[1].labels == fb.labels).mean() > 0.9999
+
+
+def test_test_time_flip_needs_class_scores():
+    import dataclasses
+    card = dataclasses.replace(ModelCard.load(DEFAULT_CARD), output_kind='labels')
+    with pytest.raises(ValueError, match='test_time_flip needs class scores, but model '
+                                         'pspnet_mobilenetv2_camvid outputs labels'):
+        Segmenter(card, test_time_flip=True)

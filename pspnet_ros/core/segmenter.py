@@ -86,12 +86,16 @@ class Segmenter:
             pad); defaults to the card's.
         max_pixels: larger images are rejected with ``ImageError``.
         backend_options: passed to the backend constructor.
+        test_time_flip: also run each frame's mirror image and average the two class
+            distributions (test-time augmentation: about twice the inference time for a
+            little more accuracy, docs/BENCHMARKS.md); needs a model that outputs class
+            scores, not labels.
     """
 
     def __init__(self, card: ModelCard | str | os.PathLike, backend: str | Backend = 'torch',
                  device: str = 'cpu', input_size: Iterable[int] | None = None,
                  resize_mode: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 backend_options: Mapping | None = None):
+                 backend_options: Mapping | None = None, test_time_flip: bool = False):
         self.card = card if isinstance(card, ModelCard) else ModelCard.load(card)
         self.labelset: LabelSet = get_label_set(self.card.label_set)
         if self.labelset.num_classes != self.card.num_classes:
@@ -110,6 +114,10 @@ class Segmenter:
             # ``auto`` may run an export of the card (its own file, input layout and dtype):
             # pre- and post-processing follow the card of the model that actually runs.
             self.card = self.backend.card
+        if test_time_flip and self.card.output_kind != 'logits':
+            raise ValueError(f'test_time_flip needs class scores, but model {self.card.name} '
+                             f'outputs {self.card.output_kind}')
+        self.test_time_flip = bool(test_time_flip)
         self._mean = np.asarray(self.card.mean, np.float32)
         self._inv_std = 1.0 / np.asarray(self.card.std, np.float32)
         self.palette = self.labelset.palette_array()
@@ -200,6 +208,22 @@ class Segmenter:
         dtype = np.uint16 if self.num_classes > 255 else np.uint8
         return lab.numpy().astype(dtype), conf
 
+    def _with_mirror(self, batch: np.ndarray, out) -> list[np.ndarray]:
+        """Run the mirrored batch and return, per image, the log of the mean of the two
+        class distributions (the mirrored one flipped back): scores whose softmax is that
+        mean, so ``postprocess`` and the confidence work on them unchanged."""
+        import torch
+        width = -1 if self.card.input_layout == 'NCHW' else -2
+        mirrored = self.backend.run(np.ascontiguousarray(np.flip(batch, width)))
+        c_axis, w_axis = (0, -1) if self.card.output_layout == 'NCHW' else (-1, -2)
+        merged = []
+        for a, b in zip(out, mirrored):
+            a = torch.from_numpy(np.asarray(a, np.float32).reshape(np.shape(a)[-3:]))
+            b = torch.from_numpy(np.asarray(b, np.float32).reshape(np.shape(b)[-3:]))
+            p = (a.softmax(c_axis) + b.flip(w_axis).softmax(c_axis)) / 2
+            merged.append(p.clamp_min(1e-12).log().numpy())
+        return merged
+
     def occupancy(self, labels: np.ndarray, regions: Mapping[str, Region] | None = None
                   ) -> Occupancy:
         counts, fractions = count_classes(labels, self.num_classes)
@@ -249,6 +273,8 @@ class Segmenter:
         batch = prepared[0][0] if n == 1 else np.concatenate([x for x, _ in prepared])
         t2 = time.perf_counter()
         out = self.backend.run(batch)
+        if self.test_time_flip:
+            out = self._with_mirror(batch, out)
         t3 = time.perf_counter()
         if len(out) != n:
             raise RuntimeError(f'backend {self.backend.name} returned {len(out)} outputs for a '

@@ -13,7 +13,7 @@ from .cameras import check_camera_names
 # Changing these needs a new model: only allowed while unconfigured.
 READ_ONLY_AFTER_CONFIGURE = frozenset({
     'model', 'backend', 'backend_options', 'device', 'fallback_backends', 'input_size',
-    'resize_mode',
+    'resize_mode', 'test_time_flip',
     'num_threads', 'cpu_affinity', 'input_transport', 'image_qos', 'qos_depth',
     'use_camera_info', 'diagnostics_period', 'cameras', 'max_batch', 'sync_tolerance',
     'sync_wait', 'inference_workers'})
@@ -129,6 +129,7 @@ class NodeConfig:
     backend_options: dict = field(default_factory=dict)
     input_size: tuple[int, int] | None = None
     resize_mode: str | None = None
+    test_time_flip: bool = False
     max_image_pixels: int = 4096 * 4096
     num_threads: int = 0
     cpu_affinity: tuple[int, ...] = ()
@@ -189,7 +190,9 @@ class NodeConfig:
                                     if b.strip()),
             backend_options=parse_options(list(p.get('backend_options') or [])),
             input_size=None if size == [0, 0] else (int(size[0]), int(size[1])),
-            resize_mode=p['resize_mode'] or None, max_image_pixels=int(p['max_image_pixels']),
+            resize_mode=p['resize_mode'] or None,
+            test_time_flip=bool(p.get('test_time_flip', False)),
+            max_image_pixels=int(p['max_image_pixels']),
             num_threads=int(p['num_threads']),
             cpu_affinity=check_affinity(p.get('cpu_affinity') or ()),
             input_transport=p['input_transport'],
@@ -245,7 +248,8 @@ class NodeConfig:
                 opts.setdefault(key, self.threads)
         return Segmenter(self.model or default_card_path(), backend=backend, device=device,
                          input_size=self.input_size, resize_mode=self.resize_mode,
-                         max_pixels=self.max_image_pixels, backend_options=opts)
+                         max_pixels=self.max_image_pixels, backend_options=opts,
+                         test_time_flip=self.test_time_flip)
 
     @staticmethod
     def _same(name: str, failed: str, failed_device: str) -> bool:

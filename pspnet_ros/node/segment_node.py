@@ -86,6 +86,8 @@ PARAMETERS = {
                                   'a warning')),
     'input_size': ([0, 0], _desc('network input [height, width]; [0, 0] = model card')),
     'resize_mode': ('', _desc('stretch or letterbox; empty = model card')),
+    'test_time_flip': (False, _desc('also segment each mirrored frame and average the two '
+                                    '(about 2x the inference time, a little more accuracy)')),
     'max_image_pixels': (4096 * 4096, _desc('frames with more pixels are rejected',
                                             lo=1, hi=2 ** 31 - 1, integer=True)),
     'num_threads': (0, _desc('CPU threads for inference; 0 = one per usable CPU; capped at the '
