@@ -10,9 +10,11 @@ model card) and times the whole ``Segmenter`` call per frame (median, with the n
 pools), in one process, one size after another. The node takes the same setting as its
 ``input_size`` parameter. Prints a table, writes JSON.
 
-``--ensembles 425x569+489x649`` also scores test-time augmentation, the way ``pspnet-ros train
---teacher-sizes`` labels frames for distillation: the mean class probabilities over those
-input sizes and over each frame and its mirror image (``train.frame_probabilities``).
+``--test-time-flip`` adds a row per size with the ``Segmenter``'s ``test_time_flip`` (each
+frame and its mirror image, averaged). ``--ensembles 425x569+489x649`` also scores test-time
+augmentation the way ``pspnet-ros train --teacher-sizes`` labels frames for distillation: the
+mean class probabilities over those input sizes and over each frame and its mirror image
+(``train.frame_probabilities``).
 
     python scripts/bench_input_size.py --out docs/results/input_size_<date>.json
 """
@@ -39,6 +41,8 @@ def main(argv=None) -> int:
     p.add_argument('--sizes', nargs='+',
                    default=['281x377', '361x481', '425x569', '489x649', '553x737'],
                    help='network input sizes, HEIGHTxWIDTH (8k+1 keeps the grid aligned)')
+    p.add_argument('--test-time-flip', action='store_true',
+                   help="also score each size with the Segmenter's test_time_flip")
     p.add_argument('--ensembles', nargs='*', default=[],
                    help='HxW+HxW...: also score the mean over these sizes and mirrors')
     p.add_argument('--out', default='bench_out/input_size.json')
@@ -56,14 +60,16 @@ def main(argv=None) -> int:
     rows = []
     for spec in args.sizes:
         h, w = (int(v) for v in spec.lower().split('x'))
-        seg = Segmenter(card, backend='torch', input_size=(h, w))
-        t0 = time.monotonic()
-        r = evaluate_pairs(seg, pairs)
-        rows.append({'input_size': [h, w], 'miou': r['miou'],
-                     'iou': dict(zip(r['class_names'], r['iou'])),
-                     'ms_per_frame_median': r['median_total_s'] * 1e3,
-                     'seconds': time.monotonic() - t0})
-        print(f'{h}x{w}: mIoU {r["miou"]:.4f}, {r["median_total_s"] * 1e3:.1f} ms', flush=True)
+        for flip in (False, True) if args.test_time_flip else (False,):
+            seg = Segmenter(card, backend='torch', input_size=(h, w), test_time_flip=flip)
+            t0 = time.monotonic()
+            r = evaluate_pairs(seg, pairs)
+            rows.append({'input_size': [h, w], 'test_time_flip': flip, 'miou': r['miou'],
+                         'iou': dict(zip(r['class_names'], r['iou'])),
+                         'ms_per_frame_median': r['median_total_s'] * 1e3,
+                         'seconds': time.monotonic() - t0})
+            print(f'{h}x{w}{" test_time_flip" if flip else ""}: mIoU {r["miou"]:.4f}, '
+                  f'{r["median_total_s"] * 1e3:.1f} ms', flush=True)
     for spec in args.ensembles:
         rows.append(score_ensemble(card, spec, pairs))
         print(f'{spec} mirrored: mIoU {rows[-1]["miou"]:.4f}, '
@@ -73,7 +79,9 @@ def main(argv=None) -> int:
     print(f'\n{"input":>9s} {"mIoU":>6s} {"ms":>7s} {"x time":>6s} '
           + ' '.join(f'{n[:6]:>6s}' for n in names))
     for row in rows:
-        label = row.get('ensemble') or 'x'.join(map(str, row['input_size']))
+        label = (row['ensemble'] + ' mirrored' if 'ensemble' in row
+                 else 'x'.join(map(str, row['input_size']))
+                 + (' flip' if row['test_time_flip'] else ''))
         print(f'{label:>9s} {row["miou"]:6.4f} {row["ms_per_frame_median"]:7.1f} '
               f'{row["ms_per_frame_median"] / base["ms_per_frame_median"]:6.2f} '
               + ' '.join(f'{row["iou"][n]:6.3f}' for n in names))
