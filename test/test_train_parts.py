@@ -63,7 +63,8 @@ def test_teacher_sizes_are_checked():
         return TrainConfig(train_images='a', train_labels='b', out='c', **kw)
     with pytest.raises(ValueError, match="'425-569' is not HEIGHTxWIDTH"):
         cfg(teacher='t.yaml', teacher_sizes='425-569').validate()
-    with pytest.raises(ValueError, match="'4x569' is outside 8"):
+    with pytest.raises(ValueError, match=r"teacher_sizes '4x569' must be \[height, width\] "
+                                         r'with each side in 8\.\.4096, got \[4, 569\]'):
         cfg(teacher='t.yaml', teacher_sizes='425x569,4x569').validate()
     with pytest.raises(ValueError, match='teacher_sizes needs --teacher'):
         cfg(teacher_sizes='425x569').validate()

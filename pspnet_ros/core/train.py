@@ -112,7 +112,7 @@ class TrainConfig:
 
 def parse_sizes(spec: str) -> list[tuple[int, int]]:
     """``'425x569,489x649'`` -> ``[(425, 569), (489, 649)]``; a clear error otherwise."""
-    from .card import MAX_INPUT_SIDE
+    from .card import check_input_size
     sizes = []
     for part in spec.split(','):
         try:
@@ -120,9 +120,7 @@ def parse_sizes(spec: str) -> list[tuple[int, int]]:
         except ValueError:
             raise ValueError(f'teacher_sizes: {part!r} is not HEIGHTxWIDTH (e.g. '
                              '425x569,489x649)') from None
-        if not (8 <= h <= MAX_INPUT_SIDE and 8 <= w <= MAX_INPUT_SIDE):
-            raise ValueError(f'teacher_sizes: {part!r} is outside 8..{MAX_INPUT_SIDE}')
-        sizes.append((h, w))
+        sizes.append(check_input_size((h, w), f'teacher_sizes {part.strip()!r}'))
     return sizes
 
 
@@ -253,8 +251,9 @@ def teacher_targets(cfg: TrainConfig, data: list, names: list[str], num_classes:
     from safetensors.numpy import load_file, save_file
     teacher = load_teacher(cfg, num_classes, device)
     weights = ModelCard.load(cfg.teacher).weights_path
+    sizes = parse_sizes(cfg.teacher_sizes)
     key = json.dumps({'teacher_sha256': hashlib.sha256(weights.read_bytes()).hexdigest(),
-                      'sizes': parse_sizes(cfg.teacher_sizes), 'mean': list(cfg.mean),
+                      'sizes': sizes, 'mean': list(cfg.mean),
                       'std': list(cfg.std), 'frames': names})
     if cache.is_file():
         from safetensors import safe_open
@@ -264,7 +263,6 @@ def teacher_targets(cfg: TrainConfig, data: list, names: list[str], num_classes:
             loaded = load_file(str(cache))
             print(f'teacher targets: {len(names)} frames from {cache}', flush=True)
             return [loaded[str(i)] for i in range(len(names))]
-    sizes = parse_sizes(cfg.teacher_sizes)
     amp = device.type == 'cuda' and cfg.amp == 'auto'
     out, t0 = [], time.time()
     for img, _ in data:
@@ -320,11 +318,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     model = build_for_training(cfg, labelset.num_classes)
     # A teacher with --distill-weight 0 would only cost time: it is not loaded then.
     teacher, targets = None, None
-    if cfg.teacher and cfg.distill_weight > 0 and cfg.teacher_sizes:
-        targets = teacher_targets(cfg, data, [p.name for p, _ in pairs], labelset.num_classes,
-                                  device, out / 'teacher_targets.safetensors')
-    elif cfg.teacher and cfg.distill_weight > 0:
-        teacher = load_teacher(cfg, labelset.num_classes, device)
+    if cfg.teacher and cfg.distill_weight > 0:
+        if cfg.teacher_sizes:
+            targets = teacher_targets(cfg, data, [p.name for p, _ in pairs],
+                                      labelset.num_classes, device,
+                                      out / 'teacher_targets.safetensors')
+        else:
+            teacher = load_teacher(cfg, labelset.num_classes, device)
     ckpt_path = ckpt_dir / 'last.pt'
     start_epoch = 0
     scaler_state: dict = {}
