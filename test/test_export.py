@@ -99,6 +99,34 @@ def test_int8_export_is_edgetpu_ready_by_construction(tmp_path, camvid):
     assert any('edgetpu_compiler' in n for n in int8.notes)  # compiled or says it is missing
 
 
+@pytest.mark.slow
+def test_a_stride_4_decoder_exports_to_int8_edgetpu_ops_at_stride_4(tmp_path, camvid):
+    # The layout a card describes (decoder_stride 4) is what the exporters build; its extra
+    # ops (a 24-channel skip, ADDs, one more RESIZE_BILINEAR) stay within the Edge TPU's set.
+    # Input 48k-7 (185x233: a 24x30 grid at stride 8) so the pyramid's bins divide the grid.
+    _need_modules('litert_torch', 'ai_edge_litert')
+    import torch
+    from pspnet_ros.core.model import PSPNet
+    from pspnet_ros.core.weights import save_safetensors
+    torch.manual_seed(0)
+    net = PSPNet('pspnet_mobilenetv2', 11, head_channels=16, aux=False, decoder_channels=8,
+                 decoder_stride=4).eval()
+    save_safetensors(net, tmp_path / 'dec4.safetensors')
+    card = ModelCard(name='dec4', weights='dec4.safetensors', label_set='camvid',
+                     num_classes=11, input_size=[185, 233], head_channels=16,
+                     decoder_channels=8, decoder_stride=4)
+    card.save(tmp_path / 'dec4.yaml')
+    int8 = export(tmp_path / 'dec4.yaml', 'edgetpu', tmp_path / 'out',
+                  calib_dir=camvid / 'train', calib_count=2)[0]
+    assert edgetpu_problems(int8.model) == []
+    assert set(int8.ops) <= {'CONV_2D', 'DEPTHWISE_CONV_2D', 'ADD', 'MEAN', 'AVERAGE_POOL_2D',
+                             'RESIZE_BILINEAR', 'CONCATENATION'}
+    from ai_edge_litert.interpreter import Interpreter
+    out = Interpreter(model_path=str(int8.model)).get_output_details()[0]
+    assert list(out['shape']) == [1, 47, 59, 11]              # ceil(185/4), ceil(233/4)
+    assert ModelCard.load(int8.card).decoder_stride == 4
+
+
 def _conv_relu6_net(seed: int):
     """Conv -> ReLU6 -> depthwise 3x3 -> 1x1, with BatchNorm-like spread in the weights."""
     import torch

@@ -99,6 +99,30 @@ def test_one_checkpoint_runs_at_both_strides_and_a_new_decoder_starts_from_its_o
     torch.testing.assert_close(refined, expected, rtol=0, atol=1e-5)
 
 
+def test_a_stride_4_decoder_reads_layer1_and_starts_from_the_stride_8_network():
+    base = PSPNet('pspnet_mobilenetv2', 5, head_channels=16, aux=False).eval()
+    for p in base.parameters():
+        nn.init.normal_(p, std=0.1)
+    dec = PSPNet('pspnet_mobilenetv2', 5, head_channels=16, aux=False, decoder_channels=8,
+                 decoder_stride=4).eval()
+    assert dec.decoder.skip[0].in_channels == 24             # layer1's channels
+    missing, unexpected = dec.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith('decoder.') for k in missing)
+    x = torch.randn(1, 3, 89, 121)
+    with torch.no_grad():
+        coarse = base.forward_logits(x)
+        refined = dec.forward_logits(x)
+        assert coarse.shape == (1, 5, 12, 16)                # ceil(89/8), ceil(121/8)
+        assert refined.shape == (1, 5, 23, 31)               # ceil(89/4), ceil(121/4)
+        expected = nn.functional.interpolate(coarse, (23, 31), mode='bilinear',
+                                             align_corners=True)
+        torch.testing.assert_close(refined, expected, rtol=0, atol=1e-5)
+        # Once the decoder's last conv is trained, stride-4 detail reaches the output.
+        nn.init.normal_(dec.decoder.fuse[-1].weight, std=0.1)
+        assert (dec.forward_logits(x) - expected).abs().max() > 0.01
+        assert dec(x).shape == (1, 5, 89, 121)
+
+
 def test_unsupported_strides_and_decoders_are_clear_errors():
     with pytest.raises(ValueError, match='output_stride must be one of'):
         PSPNet('pspnet_mobilenetv2', 3, output_stride=32)
@@ -108,3 +132,5 @@ def test_unsupported_strides_and_decoders_are_clear_errors():
         PSPNet('pspnet_resnet18', 3, decoder_channels=8)
     with pytest.raises(ValueError, match='decoder_channels must be >= 0'):
         PSPNet('pspnet_mobilenetv2', 3, decoder_channels=-1)
+    with pytest.raises(ValueError, match='decoder_stride must be one of'):
+        PSPNet('pspnet_mobilenetv2', 3, decoder_channels=8, decoder_stride=2)

@@ -51,6 +51,7 @@ class ModelCard:
     head_channels: int = 512
     output_stride: int = 8
     decoder_channels: int = 0
+    decoder_stride: int = 8
     mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
     std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     input_dtype: str = 'float32'

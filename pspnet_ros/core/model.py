@@ -147,6 +147,7 @@ MOBILENETV2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2)
 
 
 OUTPUT_STRIDES = (8, 16)
+DECODER_STRIDES = (4, 8)   # the skip decoder reads layer1 (stride 4) or layer2 (stride 8)
 
 
 def mobilenetv2_layers(output_stride: int = 8) -> tuple[list[nn.Module], int, int]:
@@ -221,16 +222,17 @@ def _head(cin: int, mid: int, classes: int, dropout: float) -> nn.Sequential:
 
 
 class SkipDecoder(nn.Module):
-    """Refine the head's coarse logits with stride-8 features (layer2, 32 channels).
+    """Refine the head's coarse logits with stride-8 (layer2, 32 channels) or stride-4
+    (layer1, 24 channels) backbone features.
 
-    The head's last hidden features are projected (1x1 conv) and upsampled to layer2's grid,
-    added to a 3x3 conv of layer2, and a small depthwise-separable block predicts a
-    correction that is added to the upsampled coarse logits. The correction's last conv
-    starts at zero, so a decoder added to a trained network starts from that network's
-    output exactly. This is the DeepLabv3+ idea (Chen et al. 2018) at stride 8 rather than 4,
-    which is what a 2-core CPU can afford. Adding the two branches instead of concatenating
-    them keeps the int8 graph free of requantisation ops: a concatenation needs one scale for
-    all of its inputs, an ADD rescales each input itself (Edge TPU included).
+    The head's last hidden features are projected (1x1 conv) and upsampled to the skip
+    features' grid, added to a 3x3 conv of them, and a small depthwise-separable block
+    predicts a correction that is added to the upsampled coarse logits. The correction's last
+    conv starts at zero, so a decoder added to a trained network starts from that network's
+    output exactly. This is the DeepLabv3+ idea (Chen et al. 2018); its stride-4 form is the
+    one that can draw objects a few pixels wide (poles). Adding the two branches instead of
+    concatenating them keeps the int8 graph free of requantisation ops: a concatenation needs
+    one scale for all of its inputs, an ADD rescales each input itself (Edge TPU included).
     """
 
     def __init__(self, head_channels: int, skip_in: int, channels: int, classes: int):
@@ -271,14 +273,16 @@ class PSPNet(nn.Module):
         output_stride: 8 (the paper's) or 16 (MobileNetV2 only: about half the compute at
             the same input size, which buys a larger input).
         decoder_channels: when > 0, a ``SkipDecoder`` of that width refines the logits with
-            layer2's stride-8 features (MobileNetV2 only); 0 (default) is plain PSPNet.
+            backbone features (MobileNetV2 only); 0 (default) is plain PSPNet.
+        decoder_stride: the decoder's skip: 8 (layer2, 32 channels) or 4 (layer1, 24
+            channels; its logits come out at stride 4).
     """
 
     def __init__(self, arch: str = 'pspnet_resnet50', num_classes: int = 150,
                  bins: Sequence[int] = (1, 2, 3, 6), head_channels: int = 512,
                  aux: bool = True, stem: Sequence[int] = (64, 64, 128),
                  dropout: float = 0.1, aux_channels: int | None = None,
-                 output_stride: int = 8, decoder_channels: int = 0):
+                 output_stride: int = 8, decoder_channels: int = 0, decoder_stride: int = 8):
         super().__init__()
         if arch.startswith('pspnet_resnet'):
             if output_stride != 8 or decoder_channels:
@@ -301,12 +305,19 @@ class PSPNet(nn.Module):
         self.aux = _head(aux_in, aux_channels, num_classes, dropout) if aux else None
         if decoder_channels < 0:
             raise ValueError(f'decoder_channels must be >= 0, got {decoder_channels}')
-        self.decoder = (SkipDecoder(head_channels, 32, decoder_channels, num_classes)
+        if decoder_stride not in DECODER_STRIDES:
+            raise ValueError(f'decoder_stride must be one of {DECODER_STRIDES}, '
+                             f'got {decoder_stride}')
+        self.decoder_stride = decoder_stride
+        self.decoder = (SkipDecoder(head_channels, 24 if decoder_stride == 4 else 32,
+                                    decoder_channels, num_classes)
                         if decoder_channels else None)
 
     def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits at stride 8 (stride 16 without a decoder at output stride 16), and layer3."""
-        low = self.layer2(self.layer1(self.layer0(x)))
+        """Logits at stride 8 (stride 16 without a decoder at output stride 16; the decoder's
+        stride with one), and layer3."""
+        low4 = self.layer1(self.layer0(x))
+        low = self.layer2(low4)
         x_aux = self.layer3(low)
         if self.decoder is None:
             return self.cls(self.ppm(self.layer4(x_aux))), x_aux
@@ -314,7 +325,8 @@ class PSPNet(nn.Module):
         *body, classifier = self.cls  # no Sequential slicing: this runs every frame
         for layer in body:
             hidden = layer(hidden)
-        return self.decoder(hidden, classifier(hidden), low), x_aux
+        skip = low4 if self.decoder_stride == 4 else low
+        return self.decoder(hidden, classifier(hidden), skip), x_aux
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
         """Return logits at input resolution (and aux logits when ``return_aux``)."""
@@ -330,7 +342,7 @@ class PSPNet(nn.Module):
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits at feature resolution (stride 8, or 16 for output stride 16 without a
-        decoder); upsampling is left to the caller."""
+        decoder, or the decoder's stride); upsampling is left to the caller."""
         return self._logits(x)[0]
 
 

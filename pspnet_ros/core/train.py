@@ -50,6 +50,7 @@ class TrainConfig:
     head_channels: int = 128
     output_stride: int = 8
     decoder_channels: int = 0
+    decoder_stride: int = 8
     input_size: list[int] = field(default_factory=lambda: [281, 377])
     crop_size: list[int] = field(default_factory=lambda: [233, 313])
     scale_range: list[float] = field(default_factory=lambda: [0.75, 1.5])
@@ -167,7 +168,8 @@ def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
 def _network(cfg: TrainConfig, num_classes: int, aux: bool) -> PSPNet:
     """The PSPNet ``cfg`` describes: with the auxiliary head to train, without it to save."""
     return PSPNet(cfg.architecture, num_classes, head_channels=cfg.head_channels, aux=aux,
-                  output_stride=cfg.output_stride, decoder_channels=cfg.decoder_channels)
+                  output_stride=cfg.output_stride, decoder_channels=cfg.decoder_channels,
+                  decoder_stride=cfg.decoder_stride)
 
 
 def build_for_training(cfg: TrainConfig, num_classes: int) -> PSPNet:
@@ -499,8 +501,8 @@ def _write_model(model: PSPNet, cfg: TrainConfig, out: Path, metrics: dict) -> M
         num_classes=model.num_classes, input_size=list(cfg.input_size),
         architecture=cfg.architecture, head_channels=cfg.head_channels,
         output_stride=cfg.output_stride, decoder_channels=cfg.decoder_channels,
-        mean=list(cfg.mean), std=list(cfg.std), licence=cfg.licence,
-        training_data=cfg.training_data, metrics=metrics,
+        decoder_stride=cfg.decoder_stride, mean=list(cfg.mean), std=list(cfg.std),
+        licence=cfg.licence, training_data=cfg.training_data, metrics=metrics,
         # Outputs go to train_out/ (never over the shipped models/ files) unless --out says.
         reproduce=f'pspnet-ros train {flags} --out train_out')
     card.save(out / f'{cfg.name}.yaml')

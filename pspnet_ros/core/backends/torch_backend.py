@@ -19,7 +19,7 @@ def build_model(card: ModelCard, load_weights: bool = True) -> PSPNet:
     """Build the PSPNet a card describes, optionally loading its weights strictly."""
     model = PSPNet(card.architecture, card.num_classes, head_channels=card.head_channels,
                    aux=False, output_stride=card.output_stride,
-                   decoder_channels=card.decoder_channels)
+                   decoder_channels=card.decoder_channels, decoder_stride=card.decoder_stride)
     if load_weights:
         state = load_state_dict(card.weights_path)
         state = {k: v for k, v in state.items() if not k.startswith('aux.')}
