@@ -10,6 +10,11 @@ from pspnet_ros.core import ModelCard
 from pspnet_ros.core.export import EDGETPU_FORBIDDEN_OPS, edgetpu_problems, export, ExportError
 
 
+# Every op an int8 PSPNet export may hold: all map to the Edge TPU.
+PSPNET_INT8_OPS = {'CONV_2D', 'DEPTHWISE_CONV_2D', 'ADD', 'MEAN', 'AVERAGE_POOL_2D',
+                   'RESIZE_BILINEAR', 'CONCATENATION'}
+
+
 def _need_modules(*modules):
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
@@ -84,8 +89,7 @@ def test_int8_export_is_edgetpu_ready_by_construction(tmp_path, camvid):
     assert int8.model.name == 'pspnet_mobilenetv2_camvid_int8.tflite'
     assert edgetpu_problems(int8.model) == []
     assert not set(int8.ops) & set(EDGETPU_FORBIDDEN_OPS)
-    assert set(int8.ops) <= {'CONV_2D', 'DEPTHWISE_CONV_2D', 'ADD', 'MEAN', 'AVERAGE_POOL_2D',
-                             'RESIZE_BILINEAR', 'CONCATENATION'}
+    assert set(int8.ops) <= PSPNET_INT8_OPS
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=str(int8.model))
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
@@ -119,8 +123,7 @@ def test_a_stride_4_decoder_exports_to_int8_edgetpu_ops_at_stride_4(tmp_path, ca
     int8 = export(tmp_path / 'dec4.yaml', 'edgetpu', tmp_path / 'out',
                   calib_dir=camvid / 'train', calib_count=2)[0]
     assert edgetpu_problems(int8.model) == []
-    assert set(int8.ops) <= {'CONV_2D', 'DEPTHWISE_CONV_2D', 'ADD', 'MEAN', 'AVERAGE_POOL_2D',
-                             'RESIZE_BILINEAR', 'CONCATENATION'}
+    assert set(int8.ops) <= PSPNET_INT8_OPS
     from ai_edge_litert.interpreter import Interpreter
     out = Interpreter(model_path=str(int8.model)).get_output_details()[0]
     assert list(out['shape']) == [1, 47, 59, 11]              # ceil(185/4), ceil(233/4)

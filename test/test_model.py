@@ -138,3 +138,5 @@ def test_unsupported_strides_and_decoders_are_clear_errors():
         PSPNet('pspnet_mobilenetv2', 3, decoder_channels=-1)
     with pytest.raises(ValueError, match='decoder_stride must be one of'):
         PSPNet('pspnet_mobilenetv2', 3, decoder_channels=8, decoder_stride=2)
+    with pytest.raises(ValueError, match=r'decoder_stride 4 needs a decoder \(decoder_channels'):
+        PSPNet('pspnet_mobilenetv2', 3, decoder_stride=4)

@@ -308,6 +308,9 @@ class PSPNet(nn.Module):
         if decoder_stride not in DECODER_STRIDES:
             raise ValueError(f'decoder_stride must be one of {DECODER_STRIDES}, '
                              f'got {decoder_stride}')
+        if decoder_stride != 8 and not decoder_channels:
+            raise ValueError(f'decoder_stride {decoder_stride} needs a decoder '
+                             '(decoder_channels > 0)')
         self.decoder_stride = decoder_stride
         self.decoder = (SkipDecoder(head_channels, 24 if decoder_stride == 4 else 32,
                                     decoder_channels, num_classes)
