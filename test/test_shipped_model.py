@@ -45,7 +45,8 @@ def test_exports_are_shipped_with_cards_that_match_the_default_card():
         assert card.weights_path.is_file()
         assert 0.5e6 < card.weights_path.stat().st_size < 20e6
         for key in ('label_set', 'num_classes', 'input_size', 'mean', 'std', 'resize_mode',
-                    'architecture', 'head_channels', 'output_stride', 'decoder_channels'):
+                    'architecture', 'head_channels', 'output_stride', 'decoder_channels',
+                    'decoder_stride'):
             assert getattr(card, key) == getattr(default, key), key
         assert card.name == path.name[:-len('.yaml')].replace('.onnx', '_onnx').replace(
             '.tflite', '')
