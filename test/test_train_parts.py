@@ -1,5 +1,5 @@
-"""Pieces of ``pspnet-ros train`` with exact expected values: class weights, distillation and
-the teacher's cached targets."""
+"""Pieces of ``pspnet-ros train`` with exact expected values: class weights, distillation, the
+Lovasz-softmax loss and the teacher's cached targets."""
 import math
 
 import numpy as np
@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from conftest import DEFAULT_CARD
 from pspnet_ros.core.data import augment
 from pspnet_ros.core.segmenter import Segmenter
+from pspnet_ros.core.metrics import confusion_matrix, scores
 from pspnet_ros.core.train import (TrainConfig, class_weights, distill_loss, load_teacher,
-                                   teacher_targets)
+                                   lovasz_softmax, teacher_targets)
 
 
 def test_median_frequency_weights_follow_segnet():
@@ -41,10 +42,38 @@ def test_distillation_loss_is_the_kl_to_the_teacher_over_labelled_pixels():
     assert distill_loss(student, teacher, torch.full((1, 1, 2), 255), 255, 1.0).item() == 0.0
 
 
+def test_lovasz_softmax_by_hand_and_equal_to_one_minus_iou_on_hard_predictions():
+    # Two pixels of class 0 with p0 = 0.8 and 0.6, a third one void: the errors 0.4, 0.2 get the
+    # Jaccard increments 0.5, 0.5 (1 - 1/2, then 1 - 0/2), so the loss is 0.3. Class 1 is
+    # absent from the labels and carries nothing.
+    logits = torch.tensor([[[[math.log(0.8 / 0.2), math.log(0.6 / 0.4), 5.0]],
+                            [[0.0, 0.0, 0.0]]]])
+    labels = torch.tensor([[[0, 0, 255]]])
+    assert lovasz_softmax(logits, labels, 255).item() == pytest.approx(0.3, abs=1e-6)
+    # On one-hot predictions it is exactly 1 - IoU, averaged over the classes in the labels
+    # (the metrics module's IoU, void excluded).
+    g = torch.Generator().manual_seed(3)
+    lab = torch.randint(0, 5, (2, 9, 11), generator=g)
+    lab[0, :2] = 255
+    pred = torch.where(torch.rand(lab.shape, generator=g) < 0.6, lab.clamp(max=4),
+                       torch.randint(0, 5, lab.shape, generator=g))
+    hard = F.one_hot(pred, 5).permute(0, 3, 1, 2).float() * 60.0
+    conf = confusion_matrix(pred.numpy().astype(np.uint8), lab.numpy().astype(np.uint8), 5, 255)
+    expected = 1 - scores(conf)['miou']
+    assert lovasz_softmax(hard, lab, 255).item() == pytest.approx(expected, abs=1e-5)
+    assert lovasz_softmax(hard, torch.full_like(lab, 255), 255).item() == 0.0
+    # Differentiable, and it lowers when the right class's score rises.
+    x = torch.zeros(1, 2, 1, 3, requires_grad=True)
+    lovasz_softmax(x, torch.tensor([[[0, 1, 1]]]), 255).backward()
+    assert x.grad[0, 0, 0, 0] < 0 and x.grad[0, 1, 0, 1] < 0
+
+
 def test_distillation_options_are_checked():
     cfg = TrainConfig(train_images='a', train_labels='b', out='c', distill_weight=1.0)
     with pytest.raises(ValueError, match='needs --teacher CARD'):
         cfg.validate()
+    with pytest.raises(ValueError, match='lovasz_weight must be >= 0'):
+        TrainConfig(train_images='a', train_labels='b', out='c', lovasz_weight=-1).validate()
     cfg = TrainConfig(train_images='a', train_labels='b', out='c', teacher=str(DEFAULT_CARD),
                       mean=[0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match='mean/std .* differ'):

@@ -1,8 +1,10 @@
 """Train or fine-tune PSPNet on an image + label folder (e.g. CamVid).
 
-Cross-entropy with an ignore index plus PSPNet's auxiliary loss (weight 0.4), SGD with poly
-learning-rate decay (head at 10x the backbone rate, as in the paper), random scale / crop /
-flip / brightness augmentation, resumable checkpoints, deterministic for a given seed.
+Cross-entropy with an ignore index plus PSPNet's auxiliary loss (weight 0.4), optionally
+distillation from a teacher and the Lovasz-softmax loss (a surrogate of the per-class IoU that
+mIoU averages), SGD with poly learning-rate decay (head at 10x the backbone rate, as in the
+paper), random scale / crop / flip / brightness augmentation, resumable checkpoints,
+deterministic for a given seed.
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ class TrainConfig:
     teacher_sizes: str = ''
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    lovasz_weight: float = 0.0
     mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     seed: int = 0
@@ -97,6 +100,8 @@ class TrainConfig:
                 self.teacher_input_scale <= 0:
             raise ValueError('distill_weight must be >= 0, distill_temperature and '
                              'teacher_input_scale > 0')
+        if self.lovasz_weight < 0:
+            raise ValueError(f'lovasz_weight must be >= 0, got {self.lovasz_weight}')
         if self.distill_weight > 0 and not self.teacher:
             raise ValueError('distill_weight > 0 needs --teacher CARD (the model to learn from)')
         if self.teacher_sizes:
@@ -217,6 +222,38 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
     if not valid.any():
         return student.sum() * 0.0
     return kl[valid].mean() * temperature ** 2
+
+
+def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor, ignore: int) -> torch.Tensor:
+    """The Lovasz-softmax loss (Berman et al., CVPR 2018) of ``(N, C, H, W)`` logits.
+
+    For each class present in the labelled pixels of the batch, the pixels' errors
+    ``|[label == c] - p_c|`` are sorted from the largest down and weighted by the increments of
+    the Jaccard loss ``1 - |gt & pred| / |gt | pred|`` along that order: the tight convex
+    extension of ``1 - IoU_c``. Its mean over the present classes is a differentiable
+    surrogate of ``1 - mIoU`` over the batch, so a thin class counts as much as the road, as it
+    does in mIoU. On hard (one-hot) predictions it equals ``1 - IoU`` exactly. Void pixels
+    carry nothing; an all-void batch gives 0.
+    """
+    probs = logits.softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
+    labels = labels.reshape(-1)
+    valid = labels != ignore
+    probs, labels = probs[valid], labels[valid]
+    losses = []
+    for c in range(probs.shape[1]):
+        fg = (labels == c).to(probs.dtype)
+        n_fg = fg.sum()
+        if n_fg == 0:
+            continue
+        errors, order = torch.sort((fg - probs[:, c]).abs(), descending=True)
+        fg = fg[order]
+        # The Jaccard loss of the k largest errors, for each k; its increments weight them.
+        jaccard = 1 - (n_fg - fg.cumsum(0)) / (n_fg + (1 - fg).cumsum(0))
+        weights = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+        losses.append(torch.dot(errors, weights))
+    if not losses:
+        return logits.sum() * 0.0
+    return torch.stack(losses).mean()
 
 
 def frame_probabilities(model: PSPNet, img: np.ndarray, sizes: list[tuple[int, int]],
@@ -413,6 +450,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                 t_logits = soft.to(device, non_blocking=True).clamp_min(1e-8).log()
                 loss = loss + cfg.distill_weight * distill_loss(
                     main, t_logits, y, ignore, cfg.distill_temperature)
+            if cfg.lovasz_weight > 0:
+                loss = loss + cfg.lovasz_weight * lovasz_softmax(main, y, ignore)
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f'loss became {loss.item()} at epoch {epoch + 1} iter {i}; '
                                    'lower --lr')
