@@ -121,7 +121,8 @@ def test_torch_gpu_options_on_cpu_warn_and_run_fp32(card, backend_log):
     assert 'fp16 needs CUDA' in caplog.text and 'cuda_graphs needs CUDA' in caplog.text
     assert backend.details == {'precision': 'fp32', 'channels_last': True, 'fuse_bn': True}
     out = backend.run(np.zeros((1, 3, 65, 65), np.float32))
-    assert out.dtype == np.float32 and out.shape == (1, 11, 9, 9)
+    # the default model's logits are at stride 4 (its skip decoder): (65 - 1) / 4 + 1
+    assert out.dtype == np.float32 and out.shape == (1, 11, 17, 17)
 
 
 def test_torch_channels_last_gives_the_same_logits(card):
@@ -137,7 +138,8 @@ def test_torch_folded_batchnorm_gives_the_same_logits_and_labels(card):
     ref = create_backend('torch', card, fuse_bn=False)
     fused = create_backend('torch', card)
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.model.modules()) == 0
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in ref.model.modules()) == 56
+    # 56 in the backbone and head, 3 in the default model's skip decoder
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in ref.model.modules()) == 59
     a, b = ref.run(x), fused.run(x)
     np.testing.assert_allclose(a, b, atol=2e-5 * np.abs(a).max())
     assert (a.argmax(1) == b.argmax(1)).all()
