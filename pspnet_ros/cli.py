@@ -114,6 +114,8 @@ TRAIN_HELP = {
                      'the targets follow each crop',
     'distill_weight': 'weight of the distillation loss (KL to the teacher; 0 = off)',
     'distill_temperature': 'softmax temperature of the distillation loss',
+    'distill_correct': "where the teacher's top class is not the label, mix this share of the "
+                       'label into its target (0 = the teacher as is, 1 = the label)',
     'lovasz_weight': 'weight of the Lovasz-softmax loss on the main output (a per-class IoU '
                      'surrogate; 0 = off)',
     'mean': 'per-channel mean subtracted from RGB input',

@@ -58,7 +58,8 @@ def test_train_is_deterministic_resumable_and_writes_card(camvid, coral, tmp_pat
     common = ['train', '--train-images', imgs, '--train-labels', labs, '--batch-size', 2,
               '--input-size', 89, 89, '--crop-size', 73, 73, '--head-channels', 16,
               '--output-stride', 16, '--decoder-channels', 8,
-              '--teacher', DEFAULT_CARD, '--distill-weight', 0.5, '--lovasz-weight', 0.5,
+              '--teacher', DEFAULT_CARD, '--distill-weight', 0.5, '--distill-correct', 1.0,
+              '--lovasz-weight', 0.5,
               '--init', f'tflite:{coral / "mobilenet_v2_1.0_224_quant.tflite"}',
               '--threads', 1, '--no-progress', '--name', 'tiny']
     a = run_cli(*common, '--epochs', 2, '--out', tmp_path / 'a')
@@ -77,7 +78,8 @@ def test_train_is_deterministic_resumable_and_writes_card(camvid, coral, tmp_pat
     assert card.input_size == [89, 89] and card.head_channels == 16
     assert (card.output_stride, card.decoder_channels) == (16, 8)
     assert '--epochs 2' in card.reproduce and '--output-stride 16 --decoder-channels 8' in \
-        card.reproduce and '--distill-weight 0.5 --lovasz-weight 0.5' in card.reproduce
+        card.reproduce and '--distill-weight 0.5 --distill-correct 1.0 --lovasz-weight 0.5' in \
+        card.reproduce
     assert any(k.startswith('decoder.') for k in wa)
     from pspnet_ros.core.backends.torch_backend import build_model
     assert build_model(card).decoder is not None        # the card rebuilds it, strictly

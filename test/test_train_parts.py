@@ -42,6 +42,32 @@ def test_distillation_loss_is_the_kl_to_the_teacher_over_labelled_pixels():
     assert distill_loss(student, teacher, torch.full((1, 1, 2), 255), 255, 1.0).item() == 0.0
 
 
+def test_distillation_corrected_by_the_labels_where_the_teacher_is_wrong():
+    student = torch.zeros(1, 2, 1, 3)                       # uniform: p = (0.5, 0.5)
+    # The teacher says (0.75, 0.25) at every pixel; the labels are 0, 1 and void.
+    teacher = torch.tensor([[[[math.log(3.0)] * 3], [[0.0] * 3]]])
+    labels = torch.tensor([[[0, 1, 255]]])
+    kl_right = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    # Off (0): both labelled pixels keep the teacher's target.
+    assert distill_loss(student, teacher, labels, 255, 1.0, 0.0).item() == \
+        pytest.approx(kl_right, 1e-6)
+    # 1: where the teacher is wrong (pixel 2: it says 0, the label is 1) the target is the
+    # label, so the KL there is the cross-entropy -log 0.5; pixel 1 keeps the teacher's.
+    assert distill_loss(student, teacher, labels, 255, 1.0, 1.0).item() == \
+        pytest.approx((kl_right + math.log(2)) / 2, 1e-6)
+    # 0.5: the target there is (0.375, 0.625).
+    mixed = 0.375 * math.log(0.375 / 0.5) + 0.625 * math.log(0.625 / 0.5)
+    assert distill_loss(student, teacher, labels, 255, 1.0, 0.5).item() == \
+        pytest.approx((kl_right + mixed) / 2, 1e-6)
+    # A teacher that agrees with every label is left as it is.
+    agree = torch.tensor([[[0, 0, 255]]])
+    assert distill_loss(student, teacher, agree, 255, 1.0, 1.0).item() == \
+        pytest.approx(kl_right, 1e-6)
+    with pytest.raises(ValueError, match='distill_correct must be from 0 to 1, got 1.5'):
+        TrainConfig(train_images='a', train_labels='b', out='c', teacher='t.yaml',
+                    distill_weight=1.0, distill_correct=1.5).validate()
+
+
 def test_lovasz_softmax_by_hand_and_equal_to_one_minus_iou_on_hard_predictions():
     # Two pixels of class 0 with p0 = 0.8 and 0.6, a third one void: the errors 0.4, 0.2 get the
     # Jaccard increments 0.5, 0.5 (1 - 1/2, then 1 - 0/2), so the loss is 0.3. Class 1 is

@@ -70,6 +70,7 @@ class TrainConfig:
     teacher_sizes: str = ''
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    distill_correct: float = 0.0
     lovasz_weight: float = 0.0
     mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
@@ -100,6 +101,8 @@ class TrainConfig:
                 self.teacher_input_scale <= 0:
             raise ValueError('distill_weight must be >= 0, distill_temperature and '
                              'teacher_input_scale > 0')
+        if not 0 <= self.distill_correct <= 1:
+            raise ValueError(f'distill_correct must be from 0 to 1, got {self.distill_correct}')
         if self.lovasz_weight < 0:
             raise ValueError(f'lovasz_weight must be >= 0, got {self.lovasz_weight}')
         if self.distill_weight > 0 and not self.teacher:
@@ -210,17 +213,27 @@ def load_teacher(cfg: TrainConfig, num_classes: int, device: torch.device):
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
-                 ignore: int, temperature: float) -> torch.Tensor:
+                 ignore: int, temperature: float, correct: float = 0.0) -> torch.Tensor:
     """Pixel-wise KL(teacher || student) of the softened class distributions (Hinton et al.
-    2015), times T^2, averaged over the labelled pixels (padding and void carry nothing)."""
+    2015), times T^2, averaged over the labelled pixels (padding and void carry nothing).
+
+    ``correct`` > 0 corrects the teacher with the labels: at each labelled pixel where the
+    teacher's most probable class is not the label, its target becomes
+    ``(1 - correct) * teacher + correct * one_hot(label)`` (1: the label itself). Thin and rare
+    objects the teacher misses then pull the student toward the label, not away from it.
+    """
     if teacher.shape[-2:] != student.shape[-2:]:
         teacher = F.interpolate(teacher, student.shape[-2:], mode='bilinear',
                                 align_corners=True)
-    t = F.log_softmax(teacher / temperature, 1)
-    kl = (t.exp() * (t - F.log_softmax(student / temperature, 1))).sum(1)
     valid = labels != ignore
     if not valid.any():
         return student.sum() * 0.0
+    p = F.softmax(teacher / temperature, 1)
+    if correct > 0:
+        wrong = (valid & (teacher.argmax(1) != labels)).unsqueeze(1)
+        one_hot = F.one_hot(labels.clamp(0, p.shape[1] - 1), p.shape[1]).permute(0, 3, 1, 2)
+        p = torch.where(wrong, (1 - correct) * p + correct * one_hot.to(p.dtype), p)
+    kl = (torch.xlogy(p, p) - p * F.log_softmax(student / temperature, 1)).sum(1)
     return kl[valid].mean() * temperature ** 2
 
 
@@ -444,12 +457,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                         align_corners=True)
                     t_logits = teacher.forward_logits(xt)
                 loss = loss + cfg.distill_weight * distill_loss(
-                    main, t_logits.float(), y, ignore, cfg.distill_temperature)
+                    main, t_logits.float(), y, ignore, cfg.distill_temperature,
+                    cfg.distill_correct)
             elif soft is not None:
                 # Log-probabilities are logits of the same distribution.
                 t_logits = soft.to(device, non_blocking=True).clamp_min(1e-8).log()
                 loss = loss + cfg.distill_weight * distill_loss(
-                    main, t_logits, y, ignore, cfg.distill_temperature)
+                    main, t_logits, y, ignore, cfg.distill_temperature, cfg.distill_correct)
             if cfg.lovasz_weight > 0:
                 loss = loss + cfg.lovasz_weight * lovasz_softmax(main, y, ignore)
             if not math.isfinite(loss.item()):
