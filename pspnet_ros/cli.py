@@ -118,6 +118,10 @@ TRAIN_HELP = {
                        'label into its target (0 = the teacher as is, 1 = the label)',
     'lovasz_weight': 'weight of the Lovasz-softmax loss on the main output (a per-class IoU '
                      'surrogate; 0 = off)',
+    'ohem_thresh': 'online hard example mining: the cross-entropy counts only pixels whose '
+                   "label's probability is at most this (0 = off; PSPNet used 0.7)",
+    'ohem_min_kept': 'with --ohem-thresh: keep at least this many pixels per batch (the '
+                     'hardest)',
     'mean': 'per-channel mean subtracted from RGB input',
     'std': 'per-channel std dividing RGB input',
     'seed': 'random seed (runs are deterministic)',

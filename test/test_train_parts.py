@@ -1,5 +1,5 @@
 """Pieces of ``pspnet-ros train`` with exact expected values: class weights, distillation, the
-Lovasz-softmax loss and the teacher's cached targets."""
+Lovasz-softmax loss, online hard example mining and the teacher's cached targets."""
 import math
 
 import numpy as np
@@ -12,7 +12,7 @@ from pspnet_ros.core.data import augment
 from pspnet_ros.core.segmenter import Segmenter
 from pspnet_ros.core.metrics import confusion_matrix, scores
 from pspnet_ros.core.train import (TrainConfig, class_weights, distill_loss, load_teacher,
-                                   lovasz_softmax, teacher_targets)
+                                   lovasz_softmax, ohem_cross_entropy, teacher_targets)
 
 
 def test_median_frequency_weights_follow_segnet():
@@ -92,6 +92,42 @@ def test_lovasz_softmax_by_hand_and_equal_to_one_minus_iou_on_hard_predictions()
     x = torch.zeros(1, 2, 1, 3, requires_grad=True)
     lovasz_softmax(x, torch.tensor([[[0, 1, 1]]]), 255).backward()
     assert x.grad[0, 0, 0, 0] < 0 and x.grad[0, 1, 0, 1] < 0
+
+
+def test_ohem_keeps_the_hard_pixels_by_hand():
+    # Four pixels, two classes; the label's probability is 0.9, 0.5, 0.8, and the last is void.
+    logits = torch.tensor([[[[math.log(9.0), 0.0, 0.0, math.log(3.0)]],
+                            [[0.0, 0.0, math.log(4.0), 0.0]]]])
+    labels = torch.tensor([[[0, 0, 1, 255]]])
+    # Threshold 0.7: only the 0.5 pixel is hard.
+    assert ohem_cross_entropy(logits, labels, None, 255, 0.7, 0).item() == \
+        pytest.approx(math.log(2), 1e-6)
+    # At least 2 kept: the threshold rises to the second lowest probability, 0.8.
+    both = (math.log(2) - math.log(0.8)) / 2
+    assert ohem_cross_entropy(logits, labels, None, 255, 0.7, 2).item() == \
+        pytest.approx(both, 1e-6)
+    # More than the labelled pixels asked for: all three are kept.
+    plain = F.cross_entropy(logits, labels, ignore_index=255).item()
+    assert ohem_cross_entropy(logits, labels, None, 255, 0.7, 10).item() == \
+        pytest.approx(plain, 1e-6)
+    # Class weights (1, 3): the weighted mean over the kept pixels, as F.cross_entropy has it.
+    w = torch.tensor([1.0, 3.0])
+    assert ohem_cross_entropy(logits, labels, w, 255, 0.7, 2).item() == \
+        pytest.approx((math.log(2) - 3 * math.log(0.8)) / 4, 1e-6)
+    # Off (0) is the plain loss; an all-void batch gives 0.
+    assert ohem_cross_entropy(logits, labels, w, 255, 0.0, 2).item() == pytest.approx(
+        F.cross_entropy(logits, labels, weight=w, ignore_index=255).item(), 1e-6)
+    assert ohem_cross_entropy(logits, torch.full_like(labels, 255), None, 255, 0.7, 2).item() \
+        == 0.0
+    # Only the kept pixels get a gradient.
+    x = logits.clone().requires_grad_(True)
+    ohem_cross_entropy(x, labels, None, 255, 0.7, 0).backward()
+    assert x.grad[0, :, 0, 1].abs().sum() > 0
+    assert x.grad[0, :, 0, [0, 2, 3]].abs().sum() == 0
+    with pytest.raises(ValueError, match='ohem_thresh must be from 0 .off. to below 1, got 1.0'):
+        TrainConfig(train_images='a', train_labels='b', out='c', ohem_thresh=1.0).validate()
+    with pytest.raises(ValueError, match='ohem_min_kept must be >= 0, got -1'):
+        TrainConfig(train_images='a', train_labels='b', out='c', ohem_min_kept=-1).validate()
 
 
 def test_distillation_options_are_checked():

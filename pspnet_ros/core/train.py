@@ -72,6 +72,8 @@ class TrainConfig:
     distill_temperature: float = 1.0
     distill_correct: float = 0.0
     lovasz_weight: float = 0.0
+    ohem_thresh: float = 0.0
+    ohem_min_kept: int = 100000
     mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     seed: int = 0
@@ -105,6 +107,11 @@ class TrainConfig:
             raise ValueError(f'distill_correct must be from 0 to 1, got {self.distill_correct}')
         if self.lovasz_weight < 0:
             raise ValueError(f'lovasz_weight must be >= 0, got {self.lovasz_weight}')
+        if not 0 <= self.ohem_thresh < 1:
+            raise ValueError(f'ohem_thresh must be from 0 (off) to below 1, got '
+                             f'{self.ohem_thresh}')
+        if self.ohem_min_kept < 0:
+            raise ValueError(f'ohem_min_kept must be >= 0, got {self.ohem_min_kept}')
         if self.distill_weight > 0 and not self.teacher:
             raise ValueError('distill_weight > 0 needs --teacher CARD (the model to learn from)')
         if self.teacher_sizes:
@@ -235,6 +242,39 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
         p = torch.where(wrong, (1 - correct) * p + correct * one_hot.to(p.dtype), p)
     kl = (torch.xlogy(p, p) - p * F.log_softmax(student / temperature, 1)).sum(1)
     return kl[valid].mean() * temperature ** 2
+
+
+def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                       weight: torch.Tensor | None, ignore: int, thresh: float,
+                       min_kept: int) -> torch.Tensor:
+    """Cross-entropy over the hard pixels only (online hard example mining, as PSPNet's
+    authors trained on Cityscapes).
+
+    A labelled pixel is hard when the probability of its label is at most ``thresh``. If fewer
+    than ``min_kept`` pixels are hard, the threshold rises to the ``min_kept``-th lowest label
+    probability, so that many pixels are kept. The loss is the class-weighted mean over the
+    kept pixels, as ``F.cross_entropy(weight=...)`` averages. ``thresh`` 0 is the plain
+    cross-entropy over every labelled pixel; an all-void batch gives 0.
+    """
+    if thresh <= 0:
+        return F.cross_entropy(logits, labels, weight=weight, ignore_index=ignore)
+    valid = labels != ignore
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        return logits.sum() * 0.0
+    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    ce = F.cross_entropy(logits, safe, reduction='none')
+    with torch.no_grad():
+        p_label = torch.exp(-ce)[valid]
+        limit = torch.tensor(thresh, dtype=p_label.dtype, device=p_label.device)
+        if min_kept > 0:
+            k = min(min_kept, n_valid)
+            limit = torch.maximum(limit, torch.kthvalue(p_label, k).values)
+        keep = torch.zeros_like(valid)
+        keep[valid] = p_label <= limit
+    w = weight[safe] if weight is not None else torch.ones_like(ce)
+    w = w * keep.to(w.dtype)
+    return (ce * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor, ignore: int) -> torch.Tensor:
@@ -446,9 +486,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 main, aux = model(x, return_aux=True)
             main, aux = main.float(), aux.float()
-            loss = F.cross_entropy(main, y, weight=weights, ignore_index=ignore)
-            loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, weight=weights,
-                                                           ignore_index=ignore)
+            loss = ohem_cross_entropy(main, y, weights, ignore, cfg.ohem_thresh,
+                                      cfg.ohem_min_kept)
+            loss = loss + cfg.aux_weight * ohem_cross_entropy(
+                aux, y, weights, ignore, cfg.ohem_thresh, cfg.ohem_min_kept)
             if teacher is not None:
                 with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16,
                                                      enabled=amp):
