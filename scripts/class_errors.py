@@ -25,9 +25,6 @@ import time
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pspnet_ros.core.threads import configure_threads  # noqa: E402
-THREADS = configure_threads()
-
 WIDTH_BINS = [(1, 2), (3, 4), (5, 8), (9, 16), (17, None)]
 
 
@@ -55,6 +52,8 @@ def main(argv=None) -> int:
     p.add_argument('--out', default=None, help='write the JSON here')
     args = p.parse_args(argv)
 
+    from pspnet_ros.core.threads import configure_threads
+    threads = configure_threads()  # before numpy and torch start their pools
     import numpy as np
     from pspnet_ros.core.data import find_pairs, split_folders
     from pspnet_ros.core.image import read_image, read_label
@@ -101,8 +100,10 @@ def main(argv=None) -> int:
     tp, gt, pr = np.diag(c), c.sum(1), c.sum(0)
     classes = []
     print(f'{args.card} on CamVid {args.split} ({len(pairs)} frames, {time.time() - t0:.0f} s): '
-          f'mIoU {s["miou"]:.4f}' + (f', logit offsets {args.logit_offset}' if offsets.any() else ''))
-    print(f'{"class":12s} {"IoU":>6s} {"recall":>6s} {"prec":>6s} {"px %":>6s}  missed pixels go to')
+          f'mIoU {s["miou"]:.4f}'
+          + (f', logit offsets {args.logit_offset}' if offsets.any() else ''))
+    print(f'{"class":12s} {"IoU":>6s} {"recall":>6s} {"prec":>6s} {"px %":>6s}  '
+          'missed pixels go to')
     for i, name in enumerate(names):
         miss = [(names[j], c[i, j] / max(gt[i], 1)) for j in np.argsort(-c[i]) if j != i][:3]
         row = {'class': name, 'iou': float(s['iou'][i]), 'recall': float(tp[i] / max(gt[i], 1)),
@@ -118,15 +119,17 @@ def main(argv=None) -> int:
         fp = col.sum() - col[k]
         fps[name] = {names[j]: round(float(col[j] / fp), 4) for j in np.argsort(-col)
                      if j != k and fp and col[j] / fp >= 0.03}
-        print(f'{name} false positives lie on: ' + ', '.join(f'{k2} {v:.2f}' for k2, v in fps[name].items()))
+        print(f'{name} false positives lie on: '
+              + ', '.join(f'{k2} {v:.2f}' for k2, v in fps[name].items()))
     widths = []
     if pole is not None:
         for i, (lo, hi) in enumerate(WIDTH_BINS):
             widths.append({'width_px': f'{lo}-{hi}' if hi else f'{lo}+',
                            'share': float(tot[i] / max(tot.sum(), 1)),
                            'recall': float(hit[i] / tot[i]) if tot[i] else None})
-            print(f'pole {widths[-1]["width_px"]:>5s} px wide: {100 * widths[-1]["share"]:5.1f} % of pole '
-                  f'pixels, recall ' + (f'{widths[-1]["recall"]:.3f}' if tot[i] else '-'))
+            w = widths[-1]
+            print(f'pole {w["width_px"]:>5s} px wide: {100 * w["share"]:5.1f} % of pole '
+                  'pixels, recall ' + (f'{w["recall"]:.3f}' if tot[i] else '-'))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +139,7 @@ def main(argv=None) -> int:
             'logit_offsets': {names[i]: float(v) for i, v in enumerate(offsets) if v},
             'miou': float(s['miou']), 'classes': classes, 'false_positives_on': fps,
             'pole_recall_by_width': widths, 'confusion': conf.tolist(),
-            'machine': platform.platform(), 'threads': THREADS,
+            'machine': platform.platform(), 'threads': threads.describe(),
             'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, indent=1))
         print(f'wrote {out}')
     return 0
