@@ -122,6 +122,10 @@ TRAIN_HELP = {
                    "label's probability is at most this (0 = off; PSPNet used 0.7)",
     'ohem_min_kept': 'with --ohem-thresh: keep at least this many pixels per batch (the '
                      'hardest)',
+    'paste_prob': 'copy-paste augmentation: the share of training frames that get the '
+                  '--paste-classes pixels of another training frame, mirrored and shifted '
+                  'sideways (0 = off)',
+    'paste_classes': 'with --paste-prob: comma-separated class names to paste',
     'mean': 'per-channel mean subtracted from RGB input',
     'std': 'per-channel std dividing RGB input',
     'seed': 'random seed (runs are deterministic)',

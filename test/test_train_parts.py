@@ -1,5 +1,6 @@
 """Pieces of ``pspnet-ros train`` with exact expected values: class weights, distillation, the
-Lovasz-softmax loss, online hard example mining and the teacher's cached targets."""
+Lovasz-softmax loss, online hard example mining, copy-paste augmentation and the teacher's
+cached targets."""
 import math
 
 import numpy as np
@@ -8,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DEFAULT_CARD
-from pspnet_ros.core.data import augment
+from pspnet_ros.core.data import augment, paste_classes
 from pspnet_ros.core.segmenter import Segmenter
 from pspnet_ros.core.metrics import confusion_matrix, scores
-from pspnet_ros.core.train import (TrainConfig, class_weights, distill_loss, load_teacher,
-                                   lovasz_softmax, ohem_cross_entropy, teacher_targets)
+from pspnet_ros.core.train import (TrainConfig, _batches, class_weights, distill_loss,
+                                   load_teacher, lovasz_softmax, ohem_cross_entropy,
+                                   paste_ids, teacher_targets)
 
 
 def test_median_frequency_weights_follow_segnet():
@@ -256,3 +258,95 @@ def test_training_with_cached_teacher_targets_is_repeatable(camvid, tmp_path):
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
     card = ModelCard.load(tmp_path / 'a' / 'tiny.yaml')
     assert '--teacher-sizes 49x65 --distill-weight 1.0' in card.reproduce
+
+
+def _paste_case():
+    """A 4x6 frame of class 0 and a donor whose column 1 is class 2 (pole) and column 4
+    class 5; image values name the donor's column (10 + column) and the frame's (0)."""
+    lab = np.zeros((4, 6), np.uint8)
+    img = np.zeros((4, 6, 3), np.uint8)
+    d_lab = np.full((4, 6), 3, np.uint8)
+    d_lab[:, 1], d_lab[:, 4] = 2, 5
+    d_img = np.broadcast_to((10 + np.arange(6, dtype=np.uint8))[None, :, None], (4, 6, 3))
+    return img, lab, np.ascontiguousarray(d_img), d_lab
+
+
+def test_paste_copies_only_the_chosen_classes_mirrored_or_not():
+    img, lab, d_img, d_lab = _paste_case()
+    seen = set()
+    for seed in range(16):
+        im, lb = paste_classes(img, lab, d_img, d_lab, [2], np.random.default_rng(seed),
+                               max_shift=0)
+        col = int(np.flatnonzero((lb == 2).all(0))[0])
+        seen.add(col)
+        want = np.zeros((4, 6), np.uint8)
+        want[:, col] = 2                           # only the pole column, nothing of class 5
+        assert np.array_equal(lb, want)
+        assert (im[:, col] == 11).all()             # the donor's pixels come with it
+        assert (np.delete(im, col, axis=1) == 0).all()
+    assert seen == {1, 4}                           # as is (column 1) and mirrored (column 4)
+    assert (lab == 0).all() and (img == 0).all()    # the inputs are not changed
+
+
+def test_paste_shifts_sideways_and_drops_what_leaves_the_frame():
+    img, lab, d_img, d_lab = _paste_case()
+    soft, d_soft = _one_hot(lab, 6), _one_hot(d_lab, 6)
+    shifts = set()
+    for seed in range(40):
+        im, lb, st = paste_classes(img, lab, d_img, d_lab, [2, 5], np.random.default_rng(seed),
+                                   max_shift=0.5, soft=soft, donor_soft=d_soft)
+        # Every pasted column keeps its donor column's class, image value and soft target.
+        cols = np.flatnonzero((lb != 0).all(0))
+        assert ((lb != 0).any(0) == (lb != 0).all(0)).all()   # whole columns only
+        for c in cols:
+            src = int(im[0, c, 0]) - 10
+            assert lb[0, c] == d_lab[0, src] and (st[:, c].argmax(-1) == lb[0, c]).all()
+        assert np.array_equal(st.argmax(-1), lb)
+        # Columns 1 and 4 (mirrored: 4 and 1) stay 3 apart unless one left the frame.
+        if len(cols) == 2:
+            assert cols[1] - cols[0] == 3
+        shifts.add(tuple(int(c) for c in cols))
+    # Shifts of -3..3: both columns kept (e.g. (0, 3) and (2, 5)) or one off the edge.
+    assert {(0, 3), (2, 5), (1,), (4,)} <= shifts
+
+
+def test_paste_options_are_checked():
+    img, lab, d_img, d_lab = _paste_case()
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r'donor \(4, 5\) and frame \(4, 6\) differ'):
+        paste_classes(img, lab, d_img[:, :5], d_lab[:, :5], [2], rng)
+    with pytest.raises(ValueError, match='soft and donor_soft together'):
+        paste_classes(img, lab, d_img, d_lab, [2], rng, soft=_one_hot(lab, 6))
+    assert paste_ids('pole, pedestrian', ('sky', 'pole', 'pedestrian')) == [1, 2]
+    with pytest.raises(ValueError, match=r'paste_classes: lamp not in the label set '
+                                         r'\(sky, pole\)'):
+        paste_ids('pole,lamp', ('sky', 'pole'))
+    with pytest.raises(ValueError, match='paste_prob must be from 0'):
+        TrainConfig(train_images='a', train_labels='b', out='c', paste_prob=1.5).validate()
+    with pytest.raises(ValueError, match='needs --paste-classes'):
+        TrainConfig(train_images='a', train_labels='b', out='c', paste_prob=0.5,
+                    paste_classes=' ').validate()
+
+
+def test_batches_paste_only_when_asked_and_keep_runs_without_it_unchanged():
+    rng0 = np.random.default_rng(3)
+    data = []
+    for k in range(4):
+        lab = np.zeros((30, 40), np.uint8)
+        lab[:, 5 * k + 3] = 2                       # one pole column per frame, each elsewhere
+        data.append((rng0.integers(0, 255, (30, 40, 3)).astype(np.uint8), lab))
+    pad = np.float32([127.5] * 3)
+
+    def batches(paste_prob, paste):
+        cfg = TrainConfig(train_images='a', train_labels='b', out='c', batch_size=2,
+                          input_size=[30, 40], crop_size=[30, 40], scale_range=[1.0, 1.0],
+                          paste_prob=paste_prob)
+        return list(_batches(data, np.arange(4), cfg, np.random.default_rng(7), 255, pad,
+                             paste=paste))
+    plain, off = batches(0.0, ()), batches(0.0, [2])
+    for (x0, y0, _), (x1, y1, _) in zip(plain, off):      # off: the same draws, the same crops
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    assert all(int((y == 2).sum()) == 2 * 30 for _, y, _ in plain)   # one column a frame
+    pasted = batches(1.0, [2])
+    counts = [int((y[i] == 2).any(0).sum()) for _, y, _ in pasted for i in range(2)]
+    assert all(c >= 1 for c in counts) and sum(counts) > 4      # poles from other frames

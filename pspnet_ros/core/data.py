@@ -95,3 +95,43 @@ def augment(img: np.ndarray, lab: np.ndarray, rng: np.random.Generator, base_sca
     if flip:
         soft = soft[:, ::-1]
     return img, np.ascontiguousarray(lab), np.ascontiguousarray(soft)
+
+
+def paste_classes(img: np.ndarray, lab: np.ndarray, donor_img: np.ndarray,
+                  donor_lab: np.ndarray, classes, rng: np.random.Generator,
+                  max_shift: float = 0.25, soft: np.ndarray | None = None,
+                  donor_soft: np.ndarray | None = None):
+    """Copy-paste augmentation (Ghiasi et al., CVPR 2021, for semantic labels): the pixels of
+    ``classes`` in a donor frame are pasted onto this frame, so rare thin objects (poles,
+    pedestrians) are seen against backgrounds they were not labelled on.
+
+    The donor (image, label and, if given, ``donor_soft`` teacher probabilities) is mirrored
+    with probability 0.5 and shifted sideways by up to ``max_shift`` of the width; pixels
+    shifted out of the frame are dropped. The donor must have the frame's size. Returns new
+    ``(img, lab)`` or ``(img, lab, soft)`` arrays; the inputs are not changed.
+    """
+    h, w = lab.shape
+    if donor_lab.shape != (h, w) or donor_img.shape[:2] != (h, w):
+        raise ValueError(f'donor {donor_lab.shape} and frame {(h, w)} differ in size')
+    if (soft is None) != (donor_soft is None):
+        raise ValueError('give soft and donor_soft together, or neither')
+    flip = rng.random() < 0.5
+    limit = int(max_shift * w)
+    dx = int(rng.integers(-limit, limit + 1)) if limit else 0
+    mask = np.isin(donor_lab, np.asarray(list(classes), dtype=donor_lab.dtype))
+    if flip:
+        donor_img, donor_lab, mask = donor_img[:, ::-1], donor_lab[:, ::-1], mask[:, ::-1]
+        if donor_soft is not None:
+            donor_soft = donor_soft[:, ::-1]
+    # Destination columns [d0, d1) take donor columns [d0 - dx, d1 - dx).
+    d0, d1 = max(0, dx), min(w, w + dx)
+    src = slice(d0 - dx, d1 - dx)
+    m = mask[:, src]                  # which destination pixels of columns [d0, d1) change
+    img, lab = img.copy(), lab.copy()
+    img[:, d0:d1][m] = donor_img[:, src][m]
+    lab[:, d0:d1][m] = donor_lab[:, src][m]
+    if soft is None:
+        return img, lab
+    soft = soft.copy()
+    soft[:, d0:d1][m] = donor_soft[:, src][m]
+    return img, lab, soft

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .card import ModelCard
-from .data import augment, find_pairs, load_pairs
+from .data import augment, find_pairs, load_pairs, paste_classes
 from .evaluate import evaluate_pairs
 from .labels import get_label_set
 from .model import PSPNet
@@ -74,6 +74,8 @@ class TrainConfig:
     lovasz_weight: float = 0.0
     ohem_thresh: float = 0.0
     ohem_min_kept: int = 100000
+    paste_prob: float = 0.0
+    paste_classes: str = 'pole,sign_symbol,pedestrian,bicyclist'
     mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     seed: int = 0
@@ -112,6 +114,10 @@ class TrainConfig:
                              f'{self.ohem_thresh}')
         if self.ohem_min_kept < 0:
             raise ValueError(f'ohem_min_kept must be >= 0, got {self.ohem_min_kept}')
+        if not 0 <= self.paste_prob <= 1:
+            raise ValueError(f'paste_prob must be from 0 (off) to 1, got {self.paste_prob}')
+        if self.paste_prob > 0 and not self.paste_classes.strip():
+            raise ValueError('paste_prob > 0 needs --paste-classes (the classes to paste)')
         if self.distill_weight > 0 and not self.teacher:
             raise ValueError('distill_weight > 0 needs --teacher CARD (the model to learn from)')
         if self.teacher_sizes:
@@ -366,19 +372,44 @@ def teacher_targets(cfg: TrainConfig, data: list, names: list[str], num_classes:
     return out
 
 
-def _batches(data, idx, cfg, rng, ignore, pad, targets=None):
-    """Augmented ``(images, labels, soft targets or None)`` batches of ``data[idx]``."""
+def paste_ids(spec: str, class_names) -> list[int]:
+    """``'pole,pedestrian'`` -> those classes' ids in ``class_names``; a clear error for a
+    name the label set does not have."""
+    names = [n.strip() for n in spec.split(',') if n.strip()]
+    unknown = [n for n in names if n not in class_names]
+    if unknown:
+        raise ValueError(f'paste_classes: {", ".join(unknown)} not in the label set '
+                         f'({", ".join(class_names)})')
+    return [list(class_names).index(n) for n in names]
+
+
+def _batches(data, idx, cfg, rng, ignore, pad, targets=None, paste=()):
+    """Augmented ``(images, labels, soft targets or None)`` batches of ``data[idx]``.
+
+    With ``paste`` (class ids) and ``cfg.paste_prob``, each frame first gets, with that
+    probability, those classes' pixels from another training frame (``paste_classes``)."""
     for b in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size):
         imgs, labs, softs = [], [], []
         for i in idx[b:b + cfg.batch_size]:
             img, lab = data[i]
+            soft = None if targets is None else targets[i]
+            # No draws when pasting is off: runs without it stay as they were.
+            if paste and cfg.paste_prob > 0 and len(data) > 1 and rng.random() < cfg.paste_prob:
+                j = int(rng.integers(len(data) - 1))
+                j += j >= i                           # another frame
+                d_img, d_lab = data[j]
+                if d_lab.shape == lab.shape:
+                    pasted = paste_classes(img, lab, d_img, d_lab, paste, rng, soft=soft,
+                                           donor_soft=None if soft is None else targets[j])
+                    img, lab = pasted[:2]
+                    soft = pasted[2] if soft is not None else None
             base = cfg.input_size[0] / lab.shape[0]
             args = (img, lab, rng, base, tuple(cfg.scale_range), tuple(cfg.crop_size), ignore,
                     pad)
-            if targets is None:
+            if soft is None:
                 im, lb = augment(*args)
             else:
-                im, lb, soft = augment(*args, soft=targets[i])
+                im, lb, soft = augment(*args, soft=soft)
                 softs.append(soft)
             imgs.append(im)
             labs.append(lb)
@@ -407,6 +438,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     data = load_pairs(pairs)
     weights = class_weights([lab for _, lab in data], labelset.num_classes, ignore,
                             cfg.class_weighting)
+    paste = paste_ids(cfg.paste_classes, labelset.classes) if cfg.paste_prob > 0 else []
     model = build_for_training(cfg, labelset.num_classes)
     # A teacher with --distill-weight 0 would only cost time: it is not loaded then.
     teacher, targets = None, None
@@ -475,7 +507,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
         torch.manual_seed(cfg.seed * 1000 + epoch)
         idx = rng.permutation(len(data))[:per_epoch * cfg.batch_size]
-        bar = tqdm(_batches(data, idx, cfg, rng, ignore, pad, targets), total=per_epoch,
+        bar = tqdm(_batches(data, idx, cfg, rng, ignore, pad, targets, paste), total=per_epoch,
                    desc=f'epoch {epoch + 1}/{cfg.epochs}', disable=not progress, leave=False)
         t0, losses = time.time(), []
         for i, (x, y, soft) in enumerate(bar):
