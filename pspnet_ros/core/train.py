@@ -387,7 +387,8 @@ def _batches(data, idx, cfg, rng, ignore, pad, targets=None, paste=()):
     """Augmented ``(images, labels, soft targets or None)`` batches of ``data[idx]``.
 
     With ``paste`` (class ids) and ``cfg.paste_prob``, each frame first gets, with that
-    probability, those classes' pixels from another training frame (``paste_classes``)."""
+    probability, those classes' pixels from another training frame (``paste_classes``); a
+    donor drawn with another frame size is not pasted (CamVid's frames are all 360x480)."""
     for b in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size):
         imgs, labs, softs = [], [], []
         for i in idx[b:b + cfg.batch_size]:
