@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from pspnet_ros.core import read_image, Segmenter
-    from pspnet_ros.core.segmenter import default_card_path
+    from pspnet_ros.core.files import default_card_path
     sizes = [int(v) for v in args.batches.split(',')]
     files = sorted((Path(args.shared) / 'data' / 'camvid' / 'val').glob('*.png'))[:max(sizes)]
     rng = np.random.default_rng(0)

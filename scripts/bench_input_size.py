@@ -50,7 +50,7 @@ def main(argv=None) -> int:
 
     from pspnet_ros.core import Segmenter
     from pspnet_ros.core.evaluate import evaluate_pairs
-    from pspnet_ros.core.segmenter import default_card_path
+    from pspnet_ros.core.files import default_card_path
     camvid = Path(args.shared) / 'data' / 'camvid'
     pairs = [(img, camvid / 'valannot' / img.name)
              for img in sorted((camvid / 'val').glob('*.png'))]

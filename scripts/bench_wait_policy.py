@@ -41,7 +41,7 @@ import json, sys, time
 import numpy as np
 from pathlib import Path
 from pspnet_ros.core import Segmenter, read_image
-from pspnet_ros.core.segmenter import default_card_path
+from pspnet_ros.core.files import default_card_path
 files = sorted(Path(sys.argv[1]).glob('*.png'))[:int(sys.argv[2])]
 frames = [read_image(p) for p in files] or [np.zeros((360, 480, 3), np.uint8)]
 seg = Segmenter(default_card_path(), backend='torch')

@@ -158,7 +158,7 @@ def test_the_demo_quotes_the_shipped_models_val_miou():
     # when the default model changes (it once quoted the previous model's 0.619).
     import importlib.util
     from pspnet_ros.core import ModelCard
-    from pspnet_ros.core.segmenter import default_card_path
+    from pspnet_ros.core.files import default_card_path
     spec = importlib.util.spec_from_file_location('demo', ROOT / 'scripts' / 'demo.py')
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)

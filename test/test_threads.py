@@ -121,7 +121,7 @@ def test_num_threads_is_capped_at_the_usable_cpus():
                  's = configure_threads(256)\n'
                  'import numpy as np\n'
                  'from pspnet_ros.core import Segmenter\n'
-                 'from pspnet_ros.core.segmenter import default_card_path\n'
+                 'from pspnet_ros.core.files import default_card_path\n'
                  'seg = Segmenter(default_card_path(), backend_options={"threads": 256})\n'
                  'seg(np.zeros((360, 480, 3), np.uint8))\n'
                  'import torch\n'

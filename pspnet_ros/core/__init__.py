@@ -11,8 +11,8 @@ _EXPORTS = {
     'ImageError': '.image', 'ensure_rgb8': '.image', 'read_image': '.image',
     'LabelSet': '.labels', 'get_label_set': '.labels',
     'Occupancy': '.segmenter', 'SegmentationResult': '.segmenter', 'Segmenter': '.segmenter',
-    'default_card_path': '.segmenter',
-    'shipped_file': '.segmenter',
+    'default_card_path': '.files',
+    'shipped_file': '.files', 'IMAGE_EXTS': '.files', 'list_images': '.files',
 }
 
 __all__ = sorted(_EXPORTS)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import os
-from pathlib import Path
 import time
 from typing import Iterable, Mapping, Sequence
 
@@ -292,25 +291,3 @@ class Segmenter:
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         return colorize(labels, self.palette)
-
-
-def shipped_file(folder: str, name: str) -> Path:
-    """A file the package ships in ``folder`` (``models``, ``config``): the source tree's, else
-    the installed ``share/pspnet_ros`` (ament index of a colcon install, then ``sys.prefix``)."""
-    candidates = [Path(__file__).resolve().parents[2] / folder / name]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        candidates.append(Path(get_package_share_directory('pspnet_ros')) / folder / name)
-    except Exception:  # not in a ROS install, or package not indexed
-        pass
-    import sys
-    candidates.append(Path(sys.prefix) / 'share' / 'pspnet_ros' / folder / name)
-    for c in candidates:
-        if c.is_file():
-            return c
-    return candidates[0]
-
-
-def default_card_path() -> Path:
-    """The card of the model shipped with the package."""
-    return shipped_file('models', 'pspnet_mobilenetv2_camvid.yaml')

@@ -194,5 +194,5 @@ def diag_values(arr: DiagnosticArray, node_name: str = NODE_NAME,
 
 
 def default_params_file() -> Path:
-    from ..core.segmenter import shipped_file
+    from ..core.files import shipped_file
     return shipped_file('config', 'segment.yaml')

@@ -18,7 +18,7 @@ PROFILE_NAME = 'fastdds_large_frames.xml'
 
 def large_frames_profile() -> Path:
     """The shipped Fast DDS profile for camera-sized frames (source tree or installed share)."""
-    from ..core.segmenter import shipped_file
+    from ..core.files import shipped_file
     return shipped_file('config', PROFILE_NAME)
 
 
