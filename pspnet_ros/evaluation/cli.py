@@ -103,7 +103,7 @@ def cmd_make_bag(args) -> int:
 
 
 def register(subparsers) -> None:
-    from ..cli import add_model_args
+    from ..cli.common import add_model_args
     from . import DEFAULT_START_STAMP
     p = subparsers.add_parser(
         'eval', help='replay ROS 2 bags through the model and score against label images',
