@@ -259,10 +259,10 @@ def test_per_camera_drop_counts_match_what_each_sender_saw(rig, frames):
 def test_multi_camera_yaml_sets_four_cameras_with_their_overrides():
     import yaml
     from pspnet_ros.node.config import NodeConfig
-    from pspnet_ros.node.segment_node import PARAMETERS
+    from pspnet_ros.node.parameters import defaults
     from ros_fixtures import ROOT
     data = yaml.safe_load((ROOT / 'config' / 'multi_camera.yaml').read_text())
-    p = {name: default for name, (default, _) in PARAMETERS.items()}
+    p = defaults()
     for key, value in data['/**']['ros__parameters'].items():
         if isinstance(value, dict):       # a camera's override block
             p.update({f'{key}.{k}': v for k, v in value.items()})

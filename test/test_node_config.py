@@ -2,11 +2,11 @@
 import pytest
 
 from pspnet_ros.node.config import NodeConfig, parse_options, parse_regions, plan_workers
-from pspnet_ros.node.segment_node import PARAMETERS
+from pspnet_ros.node.parameters import defaults
 
 
 def params(**over):
-    p = {name: default for name, (default, _) in PARAMETERS.items()}
+    p = defaults()
     p.update(over)
     return p
 

@@ -4,16 +4,13 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 
-from ros_fixtures import NodeUnderTest, PARAMS, ROOT
+from ros_fixtures import NodeUnderTest, ROOT
 
 pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
 
 from pspnet_ros.live import stamp_key  # noqa: E402
-from pspnet_ros.node.config import CAMERA_OVERRIDES  # noqa: E402
-from pspnet_ros.node.segment_node import PARAMETERS  # noqa: E402
 
 
 def _frame():
@@ -128,22 +125,6 @@ def test_reliable_subscription_warns_about_a_best_effort_camera(tmp_path):
         assert n.close() == 0
     log = n.log.read_text()
     assert 'incompatible QoS' in log and 'set image_qos: sensor_data' in log
-
-
-def test_every_yaml_profile_sets_only_declared_parameters():
-    for path in sorted((ROOT / 'config').glob('*.yaml')):
-        data = yaml.safe_load(path.read_text())
-        params = data['/**']['ros__parameters']
-        # Per-camera overrides: a mapping under each name of "cameras".
-        for cam in params.get('cameras') or []:
-            assert set(params.pop(cam, {})) <= set(CAMERA_OVERRIDES), f'{path.name}: {cam}'
-        unknown = set(params) - set(PARAMETERS)
-        assert not unknown, f'{path.name}: unknown parameters {unknown}'
-    full = yaml.safe_load(PARAMS.read_text())['/**']['ros__parameters']
-    assert set(full) == set(PARAMETERS), 'segment.yaml must document every parameter'
-    for name, value in full.items():
-        default = PARAMETERS[name][0]
-        assert type(value) is type(default) or name == 'max_image_pixels', name
 
 
 def test_launch_file_declares_documented_arguments_and_has_no_side_effects():

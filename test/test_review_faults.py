@@ -13,18 +13,13 @@ from pspnet_ros.core import ModelCard, ModelCardError, Segmenter
 from pspnet_ros.core.image import ImageError
 from pspnet_ros.core.rosimage import compressed_to_rgb
 from pspnet_ros.node.config import NodeConfig
+from pspnet_ros.node.parameters import defaults
 
 PASCAL = ROOT / 'models' / 'third_party' / 'coral_deeplabv3_mnv2_pascal.yaml'
 
 
 def _params(**changes) -> dict:
-    p = {'model': '', 'backend': 'torch', 'device': 'cpu', 'fallback_backends': '',
-         'backend_options': [], 'input_size': [0, 0], 'resize_mode': '',
-         'max_image_pixels': 4096 * 4096, 'num_threads': 0, 'cpu_affinity': [],
-         'input_transport': 'raw', 'image_qos': 'sensor_data', 'qos_depth': 2,
-         'use_camera_info': False, 'publish_color_mask': True, 'publish_overlay': True,
-         'publish_confidence': False, 'overlay_alpha': 0.5, 'occupancy_regions': [],
-         'diagnostics_period': 1.0, 'log_throttle_sec': 5.0, 'starvation_warn_sec': 3.0}
+    p = dict(defaults(), occupancy_regions=[])
     p.update(changes)
     return p
 

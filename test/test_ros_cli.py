@@ -144,7 +144,7 @@ def test_lifecycle_get_reports_the_launched_node_active(launched):
 
 
 def test_param_dump_lists_every_declared_parameter_with_the_yaml_values(launched, share):
-    from pspnet_ros.node.segment_node import PARAMETERS
+    from pspnet_ros.node.parameters import PARAMETERS
     proc = ros2('param', 'dump', NODE, '--no-daemon')
     assert proc.returncode == 0, proc.stderr
     dumped = yaml.safe_load(proc.stdout)[NODE]['ros__parameters']

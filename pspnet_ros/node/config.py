@@ -2,23 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..core.backends import applicable_options, parse_option_value
 from ..core.card import check_input_size
 from ..core.segmenter import check_region, Region
 from ..core.threads import check_affinity, thread_count
 from .cameras import check_camera_names
-
-# Changing these needs a new model: only allowed while unconfigured.
-READ_ONLY_AFTER_CONFIGURE = frozenset({
-    'model', 'backend', 'backend_options', 'device', 'fallback_backends', 'input_size',
-    'resize_mode', 'test_time_flip',
-    'num_threads', 'cpu_affinity', 'input_transport', 'image_qos', 'qos_depth',
-    'use_camera_info', 'diagnostics_period', 'cameras', 'max_batch', 'sync_tolerance',
-    'sync_wait', 'inference_workers'})
-# Parameters a camera may override as "<camera>.<parameter>" (unset: the node-wide value).
-CAMERA_OVERRIDES = ('input_transport', 'use_camera_info', 'image_qos', 'qos_depth')
+from .parameters import CAMERA_OVERRIDES, defaults
 
 
 def parse_regions(specs: list[str]) -> dict[str, Region]:
@@ -120,36 +111,35 @@ def cameras_from_parameters(p: dict) -> tuple[CameraConfig, ...]:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Everything the node reads from its parameters, validated once."""
+    """Everything the node reads from its parameters, validated once. Its defaults are the
+    parameter schema's (``parameters.SCHEMA``): build one with ``from_parameters``. The
+    cameras' transport settings (``input_transport``, ``image_qos``, ``qos_depth``,
+    ``use_camera_info``) are in ``cameras``, node-wide values and overrides resolved."""
 
-    model: str = ''
-    backend: str = 'torch'
-    device: str = 'cpu'
-    fallback_backends: tuple[str, ...] = ()
-    backend_options: dict = field(default_factory=dict)
-    input_size: tuple[int, int] | None = None
-    resize_mode: str | None = None
-    test_time_flip: bool = False
-    max_image_pixels: int = 4096 * 4096
-    num_threads: int = 0
-    cpu_affinity: tuple[int, ...] = ()
-    input_transport: str = 'raw'
-    image_qos: str = 'sensor_data'
-    qos_depth: int = 2
-    use_camera_info: bool = False
-    publish_color_mask: bool = True
-    publish_overlay: bool = True
-    publish_confidence: bool = False
-    overlay_alpha: float = 0.5
-    regions: dict[str, Region] = field(default_factory=dict)
-    diagnostics_period: float = 1.0
-    log_throttle_sec: float = 5.0
-    starvation_warn_sec: float = 3.0
-    cameras: tuple[CameraConfig, ...] = (CameraConfig(),)
-    max_batch: int = 4
-    sync_tolerance: float = 0.0
-    sync_wait: float = 0.1
-    inference_workers: int = 0
+    model: str
+    backend: str
+    device: str
+    fallback_backends: tuple[str, ...]
+    backend_options: dict
+    input_size: tuple[int, int] | None
+    resize_mode: str | None
+    test_time_flip: bool
+    max_image_pixels: int
+    num_threads: int
+    cpu_affinity: tuple[int, ...]
+    publish_color_mask: bool
+    publish_overlay: bool
+    publish_confidence: bool
+    overlay_alpha: float
+    regions: dict[str, Region]
+    diagnostics_period: float
+    log_throttle_sec: float
+    starvation_warn_sec: float
+    cameras: tuple[CameraConfig, ...]
+    max_batch: int
+    sync_tolerance: float
+    sync_wait: float
+    inference_workers: int
 
     @property
     def multi_camera(self) -> bool:
@@ -163,18 +153,19 @@ class NodeConfig:
         return cfg
 
     @classmethod
-    def _from_parameters(cls, p: dict) -> 'NodeConfig':
+    def _from_parameters(cls, values: dict) -> 'NodeConfig':
+        p = {**defaults(), **values}     # a parameter left out takes the schema's default
         _check_transport(p['input_transport'])
         _check_qos(p['image_qos'])
         cameras = cameras_from_parameters(p)
-        max_batch = int(p.get('max_batch', 4))
+        max_batch = int(p['max_batch'])
         if not 1 <= max_batch <= 64:
             raise ValueError(f'max_batch must be 1..64, got {max_batch}')
-        workers = int(p.get('inference_workers', 0))
+        workers = int(p['inference_workers'])
         if not 0 <= workers <= 64:
             raise ValueError(f'inference_workers must be 0..64 (0 = auto), got {workers}')
-        sync_tolerance = float(p.get('sync_tolerance', 0.0))
-        sync_wait = float(p.get('sync_wait', 0.1))
+        sync_tolerance = float(p['sync_tolerance'])
+        sync_wait = float(p['sync_wait'])
         if sync_tolerance < 0 or sync_wait < 0:
             raise ValueError(f'sync_tolerance ({sync_tolerance}) and sync_wait ({sync_wait}) '
                              'must be >= 0 seconds')
@@ -188,16 +179,13 @@ class NodeConfig:
             model=p['model'], backend=p['backend'], device=p['device'],
             fallback_backends=tuple(b.strip() for b in p['fallback_backends'].split(',')
                                     if b.strip()),
-            backend_options=parse_options(list(p.get('backend_options') or [])),
+            backend_options=parse_options(list(p['backend_options'] or [])),
             input_size=None if size == [0, 0] else (int(size[0]), int(size[1])),
             resize_mode=p['resize_mode'] or None,
-            test_time_flip=bool(p.get('test_time_flip', False)),
+            test_time_flip=bool(p['test_time_flip']),
             max_image_pixels=int(p['max_image_pixels']),
             num_threads=int(p['num_threads']),
-            cpu_affinity=check_affinity(p.get('cpu_affinity') or ()),
-            input_transport=p['input_transport'],
-            image_qos=p['image_qos'], qos_depth=int(p['qos_depth']),
-            use_camera_info=bool(p['use_camera_info']),
+            cpu_affinity=check_affinity(p['cpu_affinity'] or ()),
             publish_color_mask=bool(p['publish_color_mask']),
             publish_overlay=bool(p['publish_overlay']),
             publish_confidence=bool(p['publish_confidence']),
@@ -205,7 +193,7 @@ class NodeConfig:
             regions=parse_regions(list(p['occupancy_regions'] or [])),
             diagnostics_period=float(p['diagnostics_period']),
             log_throttle_sec=float(p['log_throttle_sec']),
-            starvation_warn_sec=float(p.get('starvation_warn_sec', 3.0)),
+            starvation_warn_sec=float(p['starvation_warn_sec']),
             cameras=cameras, max_batch=max_batch, sync_tolerance=sync_tolerance,
             sync_wait=sync_wait, inference_workers=workers)
 

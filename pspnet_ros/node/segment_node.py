@@ -23,15 +23,12 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from rclpy.serialization import deserialize_message
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
@@ -40,8 +37,8 @@ from ..core.segmenter import overlay
 from ..core.threads import (choose_spin, configure_threads, limit_malloc_arenas, ThreadSettings,
                             usable_cpus)
 from .cameras import Batch, CameraSet
-from .config import (CameraConfig, concurrent_safe, NodeConfig, plan_workers,
-                     READ_ONLY_AFTER_CONFIGURE)
+from . import parameters
+from .config import CameraConfig, concurrent_safe, NodeConfig, plan_workers
 from .convert import (cdr_stamp, error_kind, float_to_msg, image_from_msg, labels_to_msg,
                       occupancy_to_msg, rgb_to_msg)
 from .stats import Counters, LatencyStats, RateMeter
@@ -49,17 +46,6 @@ from .stats import Counters, LatencyStats, RateMeter
 OUTPUTS = ('mask', 'color_mask', 'overlay', 'confidence', 'occupancy', 'camera_info')
 FRAME_COUNTS = ('frames.received', 'frames.processed', 'frames.dropped', 'frames.lost',
                 'frames.decoder_warnings', 'frames.skipped_no_subscribers')
-
-
-def _desc(text: str, *, lo=None, hi=None, step=None, integer=False,
-          read_only=False) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text, read_only=read_only)
-    if lo is not None and integer:
-        d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step or 1)]
-    elif lo is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
-                                                     step=float(step or 0.0))]
-    return d
 
 
 # What the starvation / lost-frames warnings tell the user to do.
@@ -71,75 +57,6 @@ LARGE_FRAMES_FIX = ('camera-sized frames need the Fast DDS profile '
 # Starvation and lost frames share one warning, logged at most this often (seconds); the
 # counts stay current in /diagnostics.
 TRANSPORT_WARN_PERIOD = 60.0
-
-# name -> (default, descriptor)
-PARAMETERS = {
-    'model': ('', _desc('model card YAML; empty = the shipped CamVid model')),
-    'backend': ('torch', _desc('inference backend: torch, onnxruntime, tflite, edgetpu, auto')),
-    'device': ('cpu', _desc('backend device: cpu, cuda, cuda:N, or an Edge TPU selector')),
-    'fallback_backends': ('', _desc('comma-separated backends to try, in order, if the main one '
-                                    'is unavailable or fails; empty = no fallback')),
-    'backend_options': ([], _desc('backend options as "key=value" strings, e.g. '
-                                  'fp16=true (torch), providers=cpu (onnxruntime); empty = '
-                                  'the defaults of the backend (torch: channels_last=true, '
-                                  'fuse_bn=true); options of other backends are ignored with '
-                                  'a warning')),
-    'input_size': ([0, 0], _desc('network input [height, width]; [0, 0] = model card')),
-    'resize_mode': ('', _desc('stretch or letterbox; empty = model card')),
-    'test_time_flip': (False, _desc('also segment each mirrored frame and average the two '
-                                    '(about 2x the inference time, a little more accuracy)')),
-    'max_image_pixels': (4096 * 4096, _desc('frames with more pixels are rejected',
-                                            lo=1, hi=2 ** 31 - 1, integer=True)),
-    'num_threads': (0, _desc('CPU threads for inference; 0 = one per usable CPU; capped at the '
-                             'CPUs the process may use (its affinity)',
-                             lo=0, hi=256, integer=True)),
-    'cpu_affinity': ([], _desc('CPUs to pin the node to, e.g. [2, 3]; empty = leave the '
-                               'affinity as started (taskset, cgroups)')),
-    'input_transport': ('raw', _desc('raw (sensor_msgs/Image on "image") or compressed '
-                                     '(sensor_msgs/CompressedImage on "image/compressed")')),
-    'image_qos': ('sensor_data', _desc('sensor_data (best effort) or reliable')),
-    'qos_depth': (2, _desc('subscription queue depth', lo=1, hi=100, integer=True)),
-    'use_camera_info': (False, _desc('subscribe camera_info and republish it for the mask')),
-    'publish_color_mask': (True, _desc('publish ~/color_mask (rgb8)')),
-    'publish_overlay': (True, _desc('publish ~/overlay (rgb8)')),
-    'publish_confidence': (False, _desc('publish ~/confidence (32FC1 max class probability)')),
-    'overlay_alpha': (0.5, _desc('weight of the colour mask in ~/overlay', lo=0.0, hi=1.0)),
-    'occupancy_regions': (['ahead:0.3,0.5,0.7,1.0'],
-                          _desc('named image regions for ~/occupancy, "name:x0,y0,x1,y1" as '
-                                'fractions of width/height')),
-    'diagnostics_period': (1.0, _desc('seconds between /diagnostics messages',
-                                      lo=0.1, hi=60.0)),
-    'starvation_warn_sec': (3.0, _desc('WARN in /diagnostics when publishers are matched on '
-                                       'the image topic but no frame arrived for this long',
-                                       lo=0.1, hi=3600.0)),
-    'log_throttle_sec': (5.0, _desc('minimum seconds between repeated warnings of one kind',
-                                    lo=0.0, hi=3600.0)),
-    'autostart': (True, _desc('configure and activate on start (set false under a lifecycle '
-                              'manager)', read_only=True)),
-    'cameras': ([], _desc('camera names; each subscribes <name>/image (or '
-                          '<name>/image/compressed) and <name>/camera_info and publishes '
-                          '~/<name>/mask ...; empty = one camera on image, outputs ~/mask ...')),
-    'max_batch': (4, _desc('most frames (one per camera) run together in one batch',
-                           lo=1, hi=64, integer=True)),
-    'sync_tolerance': (0.0, _desc('seconds; > 0 batches the frames of one capture instant '
-                                  '(stamps within this of each other); 0 = off',
-                                  lo=0.0, hi=10.0)),
-    'sync_wait': (0.1, _desc('seconds a synchronised set waits for its missing cameras before '
-                             'it runs without them (counted)', lo=0.0, hi=10.0)),
-    'inference_workers': (0, _desc('threads that run batches side by side, each on its own '
-                                   'cameras with num_threads / workers CPU threads; 0 = auto '
-                                   '(one camera or synchronised sets: 1; several cameras on '
-                                   'the torch CPU backend: one per camera, at most one per '
-                                   'CPU)', lo=0, hi=64, integer=True)),
-}
-# Arrays: declared by type, since an empty default has no type.
-ARRAYS = {'occupancy_regions': Parameter.Type.STRING_ARRAY,
-          'backend_options': Parameter.Type.STRING_ARRAY,
-          'cpu_affinity': Parameter.Type.INTEGER_ARRAY,
-          'cameras': Parameter.Type.STRING_ARRAY}
-# Types of the per-camera overrides "<camera>.<parameter>".
-OVERRIDE_TYPES = {'input_transport': Parameter.Type.STRING, 'image_qos': Parameter.Type.STRING,
-                  'qos_depth': Parameter.Type.INTEGER, 'use_camera_info': Parameter.Type.BOOL}
 
 
 class _Camera:
@@ -171,18 +88,7 @@ class SegmentNode(LifecycleNode):
                  **kwargs):
         super().__init__(node_name, **kwargs)
         self.memory_note = memory_note      # what main() did to malloc, for the configure log
-        for name, (default, desc) in PARAMETERS.items():
-            if name in ARRAYS:
-                self.declare_parameter(name, ARRAYS[name], desc)
-                try:
-                    unset = self.get_parameter(name).value is None
-                except ParameterUninitializedException:   # not in the params file
-                    unset = True
-                if unset:
-                    self.set_parameters([Parameter(name, ARRAYS[name], list(default))])
-            else:
-                self.declare_parameter(name, default, desc)
-        self._declare_camera_overrides()
+        parameters.declare(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.cfg: NodeConfig | None = None
         self.segmenter = None
@@ -220,25 +126,11 @@ class SegmentNode(LifecycleNode):
                 self.trigger_activate()
 
     # -- parameters --------------------------------------------------------------------------
-    def _declare_camera_overrides(self) -> None:
-        """Declare ``<camera>.<parameter>`` for every camera in ``cameras`` (by type, unset
-        unless the parameter file sets it: unset means the node-wide value)."""
-        for name in self.get_parameter('cameras').value or []:
-            for key, typ in OVERRIDE_TYPES.items():
-                full = f'{name}.{key}'
-                if not self.has_parameter(full):
-                    self.declare_parameter(full, typ, ParameterDescriptor(
-                        description=f'{key} for camera {name}; unset = the node-wide {key}'))
-
     def _on_set_parameters(self, params) -> SetParametersResult:
         configured = self.cfg is not None
-        for p in params:
-            override = '.' in p.name and p.name.rsplit('.', 1)[1] in OVERRIDE_TYPES
-            if configured and (p.name in READ_ONLY_AFTER_CONFIGURE or override):
-                return SetParametersResult(
-                    successful=False,
-                    reason=f'{p.name} is read-only while configured; deactivate and clean up '
-                           'the node, change it, then configure again')
+        refused = parameters.refusal([p.name for p in params], configured)
+        if refused:
+            return SetParametersResult(successful=False, reason=refused)
         # The same validation configure uses, on the values as they would be after the change.
         try:
             self._read_config({p.name: p.value for p in params})
@@ -257,22 +149,12 @@ class SegmentNode(LifecycleNode):
 
     def _read_config(self, changes: dict | None = None) -> NodeConfig:
         """The configuration from the current parameters, with ``changes`` applied."""
-        values = {name: self.get_parameter(name).value for name in PARAMETERS}
-        for name in values.get('cameras') or []:
-            for key in OVERRIDE_TYPES:
-                full = f'{name}.{key}'
-                try:
-                    values[full] = self.get_parameter(full).value if self.has_parameter(
-                        full) else None
-                except ParameterUninitializedException:
-                    values[full] = None
-        values.update(changes or {})
-        return NodeConfig.from_parameters(values)
+        return NodeConfig.from_parameters(parameters.values(self, changes))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
-            self._declare_camera_overrides()   # cameras may have changed since start
+            parameters.declare_camera_overrides(self)   # cameras may have changed since start
             # libgomp reads its spin count when torch loads, and checking the options below
             # loads the backend: one camera does not spin, several do (core.threads).
             spin_notes = choose_spin(len(self.get_parameter('cameras').value or []) > 1)
