@@ -44,7 +44,9 @@ def parse_options(specs: list[str]) -> dict:
         key, sep, raw = spec.partition('=')
         if not sep or not key.strip():
             raise ValueError(f'backend option {spec!r} must look like "channels_last=true"')
-        out[key.strip()] = parse_option_value(raw)
+        # A declared option gets its type and range (fuse_bn=no is False, threads=-5 an
+        # error naming it); an undeclared name is reported by options_for.
+        out[key.strip()] = parse_option_value(raw, key.strip())
     return out
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import abc
 import importlib
-import inspect
 import logging
 from pathlib import Path
 from typing import Iterable
@@ -11,6 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from ..card import ModelCard
+from .options import check_options, member_options, OptionError
 
 LOG = logging.getLogger('pspnet_ros.backends')
 
@@ -112,15 +112,6 @@ def _split_chain(chain: str | Iterable[str] | None, device: str = 'cpu') -> list
     return items
 
 
-def _options_for(cls: type, name: str, options: dict) -> dict:
-    """Options for one member of an ``auto`` chain: ``options[name]`` (a mapping) plus the
-    shared options its constructor accepts."""
-    params = inspect.signature(cls.__init__).parameters
-    shared = {k: v for k, v in options.items() if k not in BACKENDS and k in params}
-    shared.update(options.get(name) or {})
-    return shared
-
-
 def export_card(card: ModelCard, backend: str) -> ModelCard:
     """The card ``backend`` runs for ``card``: ``card`` itself when it is in one of the
     backend's formats, else the export of it that ``pspnet-ros export`` wrote next to it
@@ -154,7 +145,7 @@ def _create_auto(card: ModelCard, device: str, chain=None, **options) -> Backend
         try:
             member_card = ModelCard.load(card_path) if card_path else export_card(card, name)
             cls = _backend_class(name)
-            backend = cls(member_card, device=device, **_options_for(cls, name, options))
+            backend = cls(member_card, device=device, **member_options(name, options))
         except (BackendError, OSError, ValueError) as exc:
             failures.append((name, str(exc).splitlines()[0] if str(exc) else repr(exc)))
             continue
@@ -177,42 +168,22 @@ def _backend_class(name: str) -> type:
     return getattr(importlib.import_module(module, __package__), cls)
 
 
-def parse_option_value(raw: str):
-    """A backend option given as text (``fp16=true``, ``threads=2``): int, float, true/false,
-    else the text itself, stripped."""
-    text = raw.strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {'true': True, 'false': False}.get(text.lower(), text)
-
-
-def backend_parameters(name: str) -> set[str]:
-    """The options backend ``name`` takes (its constructor's keywords, less card/device)."""
-    params = inspect.signature(_backend_class(name).__init__).parameters
-    return set(params) - {'self', 'card', 'device'}
-
-
 def applicable_options(name: str, options: dict) -> tuple[dict, str]:
-    """The ``options`` backend ``name`` takes, and a note naming those dropped because they
-    belong to other backends (e.g. torch's ``channels_last`` with tflite); empty when none.
+    """The ``options`` backend ``name`` takes, typed and range-checked (``options.py``), and a
+    note naming those dropped because they belong to other backends (e.g. torch's
+    ``channels_last`` with tflite); empty when none. Imports no backend module.
 
-    An option no backend knows is a mistake (a typo) and raises ``BackendError``.
+    An option no backend knows (a typo) or a bad value raises ``BackendError``.
     """
-    if name == 'auto' or name not in BACKENDS:
+    if name != 'auto' and name not in BACKENDS:
         return dict(options), ''
-    own = backend_parameters(name)
-    known = set().union(*(backend_parameters(n) for n in BACKENDS))
-    unknown = sorted(k for k in options if k not in known)
-    if unknown:
-        raise BackendError(f'unknown backend option(s) {unknown} for backend {name}; it takes '
-                           f'{sorted(own - {"model"})}')
-    dropped = sorted(k for k in options if k not in own)
+    try:
+        kept, dropped = check_options(name, options)
+    except OptionError as exc:
+        raise BackendError(str(exc)) from None
     note = (f'backend options {dropped} do not apply to backend {name}; ignored'
             if dropped else '')
-    return {k: v for k, v in options.items() if k in own}, note
+    return kept, note
 
 
 def create_backend(name: str, card: ModelCard, device: str = 'cpu', **options) -> Backend:
@@ -231,11 +202,11 @@ def create_backend(name: str, card: ModelCard, device: str = 'cpu', **options) -
             other backends are dropped with a warning (``applicable_options``).
             Members run the card's shipped export when the card is not in their format.
     """
-    if name == 'auto':
-        return _create_auto(card, device, **options)
-    if name not in BACKENDS:
+    if name != 'auto' and name not in BACKENDS:
         raise BackendError(f'unknown backend {name!r}; available: {", ".join(BACKENDS)}, auto')
     options, note = applicable_options(name, options)
+    if name == 'auto':
+        return _create_auto(card, device, **options)
     if note:
         LOG.warning(note)
     return _backend_class(name)(card, device=device, **options)
