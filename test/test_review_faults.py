@@ -1,7 +1,5 @@
 """Review faults without ROS: input_size bounds, decoder chatter, backend_options defaults and
 options of other backends (issue 10, section 3: faults 3, 5, 6, 7)."""
-import subprocess
-import sys
 
 from conftest import DEFAULT_CARD, ROOT
 import cv2
@@ -43,7 +41,9 @@ def test_segmenter_and_card_refuse_a_huge_input_size(tmp_path):
         ModelCard.load(card)
 
 
-def test_cli_reports_a_huge_card_input_size_as_an_error_line(tmp_path):
+def test_cli_reports_a_huge_card_input_size_as_an_error_line(tmp_path, capsys):
+    # In-process: a traceback would be an exception escaping main().
+    from pspnet_ros.cli import main
     data = yaml.safe_load(DEFAULT_CARD.read_text())
     data['input_size'] = [100000, 100000]
     data['weights'] = str(DEFAULT_CARD.with_suffix('.safetensors'))
@@ -51,12 +51,14 @@ def test_cli_reports_a_huge_card_input_size_as_an_error_line(tmp_path):
     card.write_text(yaml.safe_dump(data))
     img = tmp_path / 'frame.png'
     cv2.imwrite(str(img), np.zeros((40, 60, 3), np.uint8))
-    out = subprocess.run([sys.executable, '-m', 'pspnet_ros.cli', 'segment', str(img),
-                          '--model', str(card), '--out', str(tmp_path / 'out')],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert out.returncode == 2
-    assert 'each side in 8..4096, got [100000, 100000]' in out.stderr
-    assert 'Traceback' not in out.stderr
+    try:
+        code = main(['segment', str(img), '--model', str(card), '--out', str(tmp_path / 'out')])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert 'each side in 8..4096, got [100000, 100000]' in err
+    assert 'Traceback' not in err
 
 
 # -- fault 5: decoder messages do not go to stderr ---------------------------------------------
