@@ -160,6 +160,10 @@ def test_cv_bridge_gives_the_same_arrays_where_it_exists():
     mono16 = rgb[:, :, 0].astype(np.uint16) * 257
     msg = bridge.cv2_to_imgmsg(mono16, encoding='mono16')
     assert isinstance(msg, Image)
+    assert (msg.encoding, msg.height, msg.width, msg.step) == ('mono16', 7, 9, 18)
+    ours = rosimage.image_to_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian,
+                                 msg.step, bytes(msg.data))
+    assert np.array_equal(ours, np.repeat(rgb[:, :, :1], 3, axis=2))     # 16 to 8 bits: v >> 8
 
 
 def test_unavailable_backend_falls_back_and_diagnostics_say_why(tmp_path):
