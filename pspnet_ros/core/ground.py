@@ -383,7 +383,7 @@ class GroundProjector:
                                 ).astype(np.int32).reshape(h, w)
         self._foot = feet.astype(np.int32).reshape(h, w)
         self._foot_xyz = foot_xyz.astype(np.float32).reshape(h, w, 3)
-        self._rays_base = rays.astype(np.float32).reshape(h, w, 3)
+        self._rays_base = np.ascontiguousarray(rays.T, dtype=np.float32)   # (3, h*w)
         self._origin = t.astype(np.float32)
         self._camera = (intrinsics, pose)
         return True
@@ -445,30 +445,41 @@ class GroundProjector:
 
     def project_depth(self, labels: np.ndarray, depth: np.ndarray, encoding: str) -> Evidence:
         """Evidence of one frame with its aligned depth image (``16UC1``/``mono16`` millimetres
-        or ``32FC1`` metres, along the optical axis, 0/NaN = no depth)."""
+        or ``32FC1`` metres, along the optical axis, 0/NaN = no depth; REP-118)."""
         self._check_labels(labels)
-        depth_m = depth_metres(depth, encoding, labels.shape)
-        c, cells = self.roles.num_classes, self.grid.cells
-        ground = self._is_ground[labels]
-        obstacle = self._is_obstacle[labels]
-        sel = (ground | obstacle) & np.isfinite(depth_m) & (depth_m > 0)
-        d = depth_m[sel]
-        xyz = self._origin + d[:, None] * self._rays_base[sel]
-        lab = labels[sel]
-        rng = np.hypot(xyz[:, 0] - self._origin[0], xyz[:, 1] - self._origin[1])
-        height = xyz[:, 2] - self.ground_z
-        is_obst = obstacle[sel]
-        keep = rng <= self.max_range
-        keep &= ~is_obst | ((height >= self.height_band[0]) & (height <= self.height_band[1]))
-        cell = self.grid.cell_of(xyz[:, 0], xyz[:, 1])
-        keep &= cell >= 0
-        counts = np.bincount(cell[keep] * c + lab[keep], minlength=cells * c)
-        points = xyz[keep & is_obst].astype(np.float32)
-        return Evidence(counts.reshape(cells, c).astype(np.int32), points)
+        check_depth(depth, encoding, labels.shape)
+        c, cells, g = self.roles.num_classes, self.grid.cells, self.grid
+        flat = labels.ravel()
+        obstacle = self._is_obstacle[flat]
+        sel = self._is_ground[flat] | obstacle
+        dflat = depth.ravel()
+        if depth.dtype == np.uint16:                 # millimetres, 0 = no depth
+            sel &= dflat > 0
+            idx = np.flatnonzero(sel)
+            d = dflat[idx].astype(np.float32) * np.float32(0.001)
+        else:                                        # metres, 0 / NaN / inf = no depth
+            sel &= np.isfinite(dflat) & (dflat > 0)
+            idx = np.flatnonzero(sel)
+            d = dflat[idx]
+        rays, (ox, oy, oz) = self._rays_base, self._origin
+        dx, dy = d * rays[0, idx], d * rays[1, idx]
+        z = oz + d * rays[2, idx] - np.float32(self.ground_z)
+        is_obst = obstacle[idx]
+        keep = dx * dx + dy * dy <= np.float32(self.max_range ** 2)
+        keep &= ~is_obst | ((z >= self.height_band[0]) & (z <= self.height_band[1]))
+        x, y = ox + dx, oy + dy
+        col = np.floor((x - g.origin_x) / g.resolution)
+        row = np.floor((y - g.origin_y) / g.resolution)
+        keep &= (col >= 0) & (col < g.width) & (row >= 0) & (row < g.height)
+        cell = (row[keep] * g.width + col[keep]).astype(np.int64)
+        counts = np.bincount(cell * c + flat[idx[keep]], minlength=cells * c)
+        obst = keep & is_obst
+        points = np.stack([x[obst], y[obst], z[obst] + np.float32(self.ground_z)], axis=1)
+        return Evidence(counts.reshape(cells, c).astype(np.int32), points.astype(np.float32))
 
 
-def depth_metres(depth: np.ndarray, encoding: str, shape: tuple[int, int]) -> np.ndarray:
-    """A depth image in metres (float32, NaN where there is none), checked against the labels'
+def check_depth(depth: np.ndarray, encoding: str, shape: tuple[int, int]) -> None:
+    """Raise ``GroundError`` unless ``depth`` is a supported depth image of the labels'
     ``(height, width)``."""
     if encoding not in DEPTH_ENCODINGS:
         raise GroundError(f'depth encoding {encoding!r} is not supported: use 16UC1 '
@@ -483,11 +494,6 @@ def depth_metres(depth: np.ndarray, encoding: str, shape: tuple[int, int]) -> np
     if depth.dtype != want:
         raise GroundError(f'depth encoding {encoding} needs {np.dtype(want).name} pixels, '
                           f'got {depth.dtype}')
-    if want == np.uint16:
-        out = depth.astype(np.float32) * np.float32(0.001)
-        out[depth == 0] = np.nan
-        return out
-    return depth
 
 
 class DepthPairer:
