@@ -146,3 +146,64 @@ def test_compressed_junk_and_bombs_are_refused_before_decoding():
     _, png = rgb_to_compressed(np.zeros((100, 100, 3), np.uint8), 'png')
     with pytest.raises(ImageError, match='100x100 has 10000 pixels, over the limit of 9999'):
         compressed_to_rgb('png', png, max_pixels=9999)
+
+
+# -- compressed frames: structure read before decoding (core.compressed) ----------------------
+def _camera_jpeg(**params) -> bytes:
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), np.uint8), (5, 5), 0)
+    flags = [v for kv in params.items() for v in (getattr(cv2, kv[0]), kv[1])]
+    return cv2.imencode('.jpg', img, flags)[1].tobytes()
+
+
+def test_a_jpeg_with_a_64_kb_exif_block_decodes_like_the_plain_one():
+    import struct
+    plain = _camera_jpeg()
+    exif = plain[:2] + b'\xff\xe1' + struct.pack('>H', 65533) + bytes(65531) + plain[2:]
+    said = []
+    out = compressed_to_rgb('jpeg', exif, warnings=said)
+    assert said == []
+    assert np.array_equal(out, compressed_to_rgb('jpeg', plain))
+
+
+@pytest.mark.parametrize('params', [{}, {'IMWRITE_JPEG_PROGRESSIVE': 1},
+                                    {'IMWRITE_JPEG_RST_INTERVAL': 2},
+                                    {'IMWRITE_JPEG_OPTIMIZE': 1, 'IMWRITE_JPEG_QUALITY': 20}])
+def test_sound_jpegs_give_no_warnings(params, capfd):
+    said = []
+    compressed_to_rgb('jpeg', _camera_jpeg(**params), warnings=said)
+    assert said == [] and capfd.readouterr().err == ''
+
+
+def test_restarts_out_of_order_are_one_warning_for_the_frame():
+    data = bytearray(_camera_jpeg(IMWRITE_JPEG_RST_INTERVAL=2))
+    first = data.index(b'\xff\xd0', data.index(b'\xff\xda'))
+    data[first + 1] = 0xD3                      # RST3 where RST0 belongs
+    said = []
+    out = compressed_to_rgb('jpeg', bytes(data), warnings=said)
+    assert out.shape == (96, 128, 3)
+    assert said == ['Corrupt JPEG data: found marker 0xd3 instead of RST0']
+
+
+def test_a_png_ancillary_chunk_with_a_bad_crc_is_one_warning_and_not_printed(capfd):
+    import struct
+    import zlib
+    png = cv2.imencode('.png', RGB[:, :, ::-1])[1].tobytes()
+    body = b'Comment\x00hello'
+    chunk = (struct.pack('>I', len(body)) + b'tEXt' + body
+             + struct.pack('>I', zlib.crc32(b'tEXt' + body) ^ 1))
+    said = []
+    out = compressed_to_rgb('png', png[:33] + chunk + png[33:], warnings=said)
+    assert np.array_equal(out, RGB) and said == ['tEXt: CRC error']
+    assert capfd.readouterr().err == ''
+
+
+def test_a_truncated_png_is_refused_without_reaching_the_decoder(capfd):
+    png = cv2.imencode('.png', np.zeros((40, 60, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ImageError, match=r'could not decode the 60x40 image; the data is '
+                                         r'truncated or corrupt \(IDAT: chunk runs past the end '
+                                         r'of the data \(truncated\)\)'):
+        compressed_to_rgb('png', png[:50])
+    with pytest.raises(ImageError, match=r'\(file ends before its IEND chunk \(truncated\)\)'):
+        compressed_to_rgb('png', png[:-12])
+    assert capfd.readouterr().err == ''

@@ -1,12 +1,10 @@
 """Convert ROS image message fields (plain values, no ROS imports) to and from numpy arrays."""
 from __future__ import annotations
 
-import struct
-
 import cv2
 import numpy as np
 
-from .codec_messages import codec_messages
+from .compressed import read_structure
 from .image import DEFAULT_MAX_PIXELS, ImageError
 
 # encoding -> (channels, bytes per channel). Names follow sensor_msgs/image_encodings.
@@ -114,36 +112,6 @@ def image_to_labels(height: int, width: int, encoding: str, is_bigendian: bool |
     return image_to_array(height, width, encoding, is_bigendian, step, data, max_pixels)[:, :, 0]
 
 
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) >= 24 and data[12:16] == b'IHDR':
-        w, h = struct.unpack('>II', data[16:24])
-        return w, h
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    if data[:2] != b'\xff\xd8':
-        return None
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        (seglen,) = struct.unpack('>H', data[i + 2:i + 4])
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                      0xCF) and i + 9 <= len(data):
-            h, w = struct.unpack('>HH', data[i + 5:i + 9])
-            return w, h
-        i += 2 + seglen
-    return None
-
-
 def _decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarray,
                        max_pixels: int, flags: int, warnings: list[str] | None = None
                        ) -> np.ndarray:
@@ -152,21 +120,25 @@ def _decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarr
     what = f'CompressedImage ({fmt or "no format"}, {buf.size} bytes)'
     if buf.size == 0:
         raise ImageError(f'{what} has no data')
-    head = bytes(buf[:65536])
-    size = _png_size(head) or _jpeg_size(head)
-    if size is None:
+    found = read_structure(buf)
+    if found is None or found.size is None:
         raise ImageError(f'{what}: data is neither PNG nor JPEG (no valid signature/header); '
                          'only jpeg and png transports are supported')
-    _check_size(size[1], size[0], max_pixels, what)
-    messages: list[str] = []
-    with codec_messages(messages):
-        img = cv2.imdecode(buf, flags)
+    width, height = found.size
+    _check_size(height, width, max_pixels, what)
+    # Damage the structure check finds is reported from here, not by the decoder on stderr:
+    # a PNG whose critical chunk fails its CRC never reaches libpng, nor do the ancillary
+    # chunks libpng would drop with a warning. (libjpeg still prints its first warning.)
+    if found.fatal:
+        raise ImageError(f'{what}: could not decode the {width}x{height} image; the data is '
+                         f'truncated or corrupt ({found.fatal})')
+    img = cv2.imdecode(found.without_stripped(buf), flags)
     if img is None:
-        said = f' ({"; ".join(messages)})' if messages else ''
-        raise ImageError(f'{what}: could not decode the {size[0]}x{size[1]} image; the data '
+        said = f' ({"; ".join(found.warnings)})' if found.warnings else ''
+        raise ImageError(f'{what}: could not decode the {width}x{height} image; the data '
                          f'is truncated or corrupt{said}')
     if warnings is not None:
-        warnings.extend(messages)
+        warnings.extend(found.warnings)
     return img
 
 
@@ -175,8 +147,9 @@ def compressed_to_rgb(format: str, data: bytes | bytearray | memoryview | np.nda
                       warnings: list[str] | None = None) -> np.ndarray:
     """A sensor_msgs/CompressedImage (JPEG or PNG, any ``format`` string) as ``(H, W, 3)``
     uint8 RGB. The size in the PNG/JPEG header is checked against ``max_pixels`` before
-    decoding. What the decoder says about a damaged but decodable frame goes to
-    ``warnings`` (not to stderr)."""
+    decoding. The damage found in a decodable frame's structure (``core.compressed``: stray
+    markers, a missing end, bad ancillary CRCs) is appended to ``warnings``, one entry per
+    problem, in the decoders' words."""
     img = _decode_compressed(format, data, max_pixels, cv2.IMREAD_COLOR, warnings)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
