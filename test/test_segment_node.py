@@ -158,13 +158,15 @@ def test_diagnostics_report_backend_rates_latency_and_counts(node):
     v = node.latest_diag(lambda v: 'latency.end_to_end.p50_ms' in v)
     assert v['backend'] == 'torch' and v['device'] == 'cpu'
     assert v['model'] == 'pspnet_mobilenetv2_camvid'
-    for stage in ('decode', 'preprocess', 'inference', 'postprocess', 'encode_publish',
-                  'end_to_end'):
-        assert float(v[f'latency.{stage}.p50_ms']) >= 0.0
+    # Each frame's stages lie inside its end-to-end time, so their medians do too.
+    end_to_end = float(v['latency.end_to_end.p50_ms'])
+    for stage in ('decode', 'preprocess', 'inference', 'postprocess', 'encode_publish'):
+        assert 0.0 <= float(v[f'latency.{stage}.p50_ms']) <= end_to_end, stage
+    assert float(v['latency.inference.p50_ms']) > 0.0
     assert int(v['frames.processed']) >= 3
 
 
-def test_overload_keeps_latency_bounded_and_counts_drops_exactly(node, frame):
+def test_overload_counts_drops_exactly_and_the_newest_frame_wins(node, frame):
     small = frame[::2, ::2].copy()
     before = node.fresh_diag()
     n = 40
@@ -196,7 +198,8 @@ def test_overload_keeps_latency_bounded_and_counts_drops_exactly(node, frame):
     assert answered == processed
     assert processed + dropped == received
     assert received >= n * 0.75, f'only {received} of {n} frames reached the node'
-    assert dropped > 0
+    # Whether any frame is dropped depends on the machine's speed (a fast one keeps up with
+    # 60 Hz); that every one is accounted for does not.
     # The newest frame always wins: the last one sent is answered.
     assert node.client.complete(1_700_000_300_000_000_000 + n - 1)
 
