@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from pspnet_ros.core import Segmenter
-    from pspnet_ros.core.evaluate import evaluate_pairs
+    from pspnet_ros.training.validation import evaluate_pairs
     from pspnet_ros.core.files import default_card_path
     camvid = Path(args.shared) / 'data' / 'camvid'
     pairs = [(img, camvid / 'valannot' / img.name)
@@ -102,11 +102,12 @@ def score_ensemble(card: str, spec: str, pairs) -> dict:
     import torch
     from pspnet_ros.core import ModelCard
     from pspnet_ros.core.backends.torch_backend import build_model
-    from pspnet_ros.core.data import read_image, read_label
+    from pspnet_ros.core.image import read_image, read_label
     from pspnet_ros.core.labels import get_label_set
     from pspnet_ros.core.metrics import confusion_matrix, scores
     from pspnet_ros.core.model import fuse_conv_bn
-    from pspnet_ros.core.train import frame_probabilities, parse_sizes
+    from pspnet_ros.core.sizes import parse_sizes
+    from pspnet_ros.training.teacher import frame_probabilities
     mc = ModelCard.load(card)
     model = fuse_conv_bn(build_model(mc)).eval()
     sizes = parse_sizes(spec.replace('+', ','))

@@ -6,7 +6,7 @@ import torch
 
 from pspnet_ros.core import read_image
 from pspnet_ros.core.model import PSPNet
-from pspnet_ros.core.weights import import_mobilenetv2_tflite
+from pspnet_ros.training.convert import import_mobilenetv2_tflite
 
 
 def test_deeplab_backbone_imports_and_matches_the_tflite_activations(coral, camvid):

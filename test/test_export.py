@@ -7,7 +7,7 @@ import pytest
 
 from pspnet_ros.cli import main
 from pspnet_ros.core import ModelCard
-from pspnet_ros.core.export import EDGETPU_FORBIDDEN_OPS, edgetpu_problems, export, ExportError
+from pspnet_ros.export import EDGETPU_FORBIDDEN_OPS, edgetpu_problems, export, ExportError
 
 
 # Every op an int8 PSPNet export may hold: all map to the Edge TPU.
@@ -159,7 +159,7 @@ def test_relu6_output_gets_its_own_int8_range():
     import torch
     from litert_torch.quantize import pt2e_quantizer
     from torchao.quantization.pt2e import quantize_pt2e
-    from pspnet_ros.core.export import _int8_quantizer
+    from pspnet_ros.export.tflite import _int8_quantizer
     net = _conv_relu6_net(0)
     x = torch.randn(1, 3, 16, 16)
     exported = torch.export.export(net, (x,), strict=True).module()
@@ -182,7 +182,7 @@ def test_bias_correction_cancels_the_mean_shift_of_weight_rounding():
     _need_modules('litert_torch', 'torchao')
     import torch
     from litert_torch.quantize import pt2e_quantizer
-    from pspnet_ros.core.export import _correct_rounding_bias
+    from pspnet_ros.export.tflite import _correct_rounding_bias
     qspec = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True).weight
     net = _conv_relu6_net(1)
     frames = [np.random.default_rng(i).normal(size=(1, 16, 16, 3)).astype(np.float32)

@@ -15,7 +15,7 @@ import pytest
 from pspnet_ros.core import ModelCard, Segmenter, read_image
 from pspnet_ros.core.backends import BackendUnavailable
 from pspnet_ros.core.data import find_pairs, split_folders
-from pspnet_ros.core.evaluate import evaluate_pairs
+from pspnet_ros.training.validation import evaluate_pairs
 
 FRAMES = 4
 CARD_NAMES = {'onnx': 'pspnet_mobilenetv2_camvid.onnx.yaml',
@@ -59,7 +59,7 @@ def exported(tmp_path_factory, camvid):
         if missing:
             cards[fmt] = f'export needs {missing}: run make test-export (its own venv)'
             continue
-        from pspnet_ros.core.export import export
+        from pspnet_ros.export import export
         calib = camvid / 'train' if fmt == 'tflite-int8' else None
         cards[fmt] = export(DEFAULT_CARD, fmt, out, calib_dir=calib, calib_count=16)[0].card
     return cards

@@ -5,7 +5,7 @@ import pytest
 
 from pspnet_ros.core import ImageError, ModelCard, Segmenter, read_image
 from pspnet_ros.core.data import find_pairs, split_folders
-from pspnet_ros.core.evaluate import evaluate_pairs
+from pspnet_ros.training.validation import evaluate_pairs
 
 from conftest import DEFAULT_CARD
 

@@ -9,6 +9,9 @@ from typing import Any
 
 import yaml
 
+from .yamlfile import load_yaml
+from .network import network_default, NetworkSpec
+
 OUTPUT_KINDS = ('logits', 'labels')
 RESIZE_MODES = ('stretch', 'letterbox')
 # Network input sides, in pixels. Above 4096 a forward pass needs tens of GB (a 100000-pixel
@@ -43,15 +46,15 @@ class ModelCard:
 
     name: str
     weights: str
-    label_set: str
+    label_set: str | dict          # a built-in set's name, or an embedded class list
     num_classes: int
     input_size: list[int]
-    architecture: str = 'pspnet_mobilenetv2'
+    architecture: str = network_default('architecture')
     format: str = 'safetensors'
-    head_channels: int = 512
-    output_stride: int = 8
-    decoder_channels: int = 0
-    decoder_stride: int = 8
+    head_channels: int = network_default('head_channels')
+    output_stride: int = network_default('output_stride')
+    decoder_channels: int = network_default('decoder_channels')
+    decoder_stride: int = network_default('decoder_stride')
     mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
     std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     input_dtype: str = 'float32'
@@ -81,6 +84,11 @@ class ModelCard:
             raise ModelCardError('mean and std need three values each, std > 0')
 
     @property
+    def network(self) -> NetworkSpec:
+        """The PSPNet this card's weights belong to (``build_network`` builds it)."""
+        return NetworkSpec.of(self, self.num_classes)
+
+    @property
     def weights_path(self) -> Path:
         """The weights file, resolved relative to the card's folder."""
         w = Path(self.weights)
@@ -93,10 +101,7 @@ class ModelCard:
         path = Path(path)
         if not path.is_file():
             raise ModelCardError(f'model card not found: {path}')
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ModelCardError(f'{path} is not valid YAML: {exc}') from exc
+        data = load_yaml(path, ModelCardError)    # one-line errors; a weights file is named
         if not isinstance(data, dict):
             raise ModelCardError(f'{path} must hold a mapping')
         known = {f.name for f in dataclasses.fields(cls)} - {'path'}

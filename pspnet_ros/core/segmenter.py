@@ -13,6 +13,7 @@ from .backends import Backend, create_backend
 from .card import check_input_size, ModelCard
 from .image import DEFAULT_MAX_PIXELS, ensure_rgb8
 from .labels import LabelSet, get_label_set
+from .preprocess import mirror_merge_scores, prepare
 
 # A region is (x0, y0, x1, y1) as fractions of the image width/height.
 Region = tuple[float, float, float, float]
@@ -131,31 +132,14 @@ class Segmenter:
 
     # -- stages -----------------------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-        """Resize and normalise one RGB image to the backend's input layout.
+        """Resize and normalise one RGB image to the backend's input layout
+        (``core.preprocess``, which training and int8 calibration use too).
 
         Returns the ``(1, ...)`` batch and the valid ``(top, left, height, width)`` area of the
         network input (the whole input for ``stretch``).
         """
-        ih, iw = self.input_size
-        h, w = image.shape[:2]
-        if self.resize_mode == 'stretch':
-            resized = cv2.resize(image, (iw, ih), interpolation=cv2.INTER_LINEAR)
-            valid = (0, 0, ih, iw)
-        else:
-            s = min(ih / h, iw / w)
-            nh, nw = max(1, round(h * s)), max(1, round(w * s))
-            top, left = (ih - nh) // 2, (iw - nw) // 2
-            resized = np.empty((ih, iw, 3), np.uint8)
-            resized[:] = np.clip(self._mean, 0, 255).astype(np.uint8)
-            resized[top:top + nh, left:left + nw] = cv2.resize(
-                image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-            valid = (top, left, nh, nw)
-        if self.card.input_dtype == 'uint8':
-            x = resized
-        else:
-            x = (resized.astype(np.float32) - self._mean) * self._inv_std
-        x = x[None] if self.card.input_layout == 'NHWC' else x.transpose(2, 0, 1)[None]
-        return np.ascontiguousarray(x), valid
+        return prepare(image, self.input_size, self.card.mean, self.card.std, self.resize_mode,
+                       self.card.input_layout, self.card.input_dtype)
 
     def postprocess(self, output: np.ndarray, shape: tuple[int, int],
                     valid: tuple[int, int, int, int], want_confidence: bool
@@ -211,17 +195,13 @@ class Segmenter:
         """Run the mirrored batch and return, per image, the log of the mean of the two
         class distributions (the mirrored one flipped back): scores whose softmax is that
         mean, so ``postprocess`` and the confidence work on them unchanged."""
-        import torch
         width = -1 if self.card.input_layout == 'NCHW' else -2
         mirrored = self.backend.run(np.ascontiguousarray(np.flip(batch, width)))
         c_axis, w_axis = (0, -1) if self.card.output_layout == 'NCHW' else (-1, -2)
-        merged = []
-        for a, b in zip(out, mirrored):
-            a = torch.from_numpy(np.asarray(a, np.float32).reshape(np.shape(a)[-3:]))
-            b = torch.from_numpy(np.asarray(b, np.float32).reshape(np.shape(b)[-3:]))
-            p = (a.softmax(c_axis) + b.flip(w_axis).softmax(c_axis)) / 2
-            merged.append(p.clamp_min(1e-12).log().numpy())
-        return merged
+        return [mirror_merge_scores(np.asarray(a, np.float32).reshape(np.shape(a)[-3:]),
+                                    np.asarray(b, np.float32).reshape(np.shape(b)[-3:]),
+                                    c_axis, w_axis).numpy()
+                for a, b in zip(out, mirrored)]
 
     def occupancy(self, labels: np.ndarray, regions: Mapping[str, Region] | None = None
                   ) -> Occupancy:

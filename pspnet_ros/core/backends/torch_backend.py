@@ -8,6 +8,7 @@ import torch
 
 from ..card import ModelCard
 from ..model import PSPNet, fuse_conv_bn
+from ..network import build_network
 from ..threads import thread_count
 from ..weights import load_into, load_state_dict
 from .base import Backend, BackendError, BackendUnavailable
@@ -17,9 +18,7 @@ LOG = logging.getLogger('pspnet_ros.backends')
 
 def build_model(card: ModelCard, load_weights: bool = True) -> PSPNet:
     """Build the PSPNet a card describes, optionally loading its weights strictly."""
-    model = PSPNet(card.architecture, card.num_classes, head_channels=card.head_channels,
-                   aux=False, output_stride=card.output_stride,
-                   decoder_channels=card.decoder_channels, decoder_stride=card.decoder_stride)
+    model = build_network(card.network, aux=False)
     if load_weights:
         state = load_state_dict(card.weights_path)
         state = {k: v for k, v in state.items() if not k.startswith('aux.')}

@@ -1,4 +1,4 @@
-"""Score a Segmenter on image/label pairs with the project's metrics."""
+"""Validation: score a Segmenter on image/label pairs with the project's metrics."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .image import read_image, read_label
-from .metrics import confusion_matrix, scores
-from .segmenter import Segmenter
+from ..core.image import read_image, read_label
+from ..core.metrics import confusion_matrix, scores
+from ..core.segmenter import Segmenter
 
 
 def evaluate_pairs(segmenter: Segmenter, pairs: Iterable[tuple[Path, Path]],

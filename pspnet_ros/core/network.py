@@ -1,0 +1,44 @@
+"""The network spec: which PSPNet a model card or a training run describes, built in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+# Fields that model cards and training configs share, with the same names and defaults.
+NETWORK_FIELDS = ('architecture', 'head_channels', 'output_stride', 'decoder_channels',
+                  'decoder_stride')
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Architecture and widths of a PSPNet; ``head_channels`` 512 is the paper's width (the
+    official checkpoints' too); the shipped model sets 128."""
+
+    num_classes: int
+    architecture: str = 'pspnet_mobilenetv2'
+    head_channels: int = 512
+    output_stride: int = 8
+    decoder_channels: int = 0
+    decoder_stride: int = 8
+
+    @classmethod
+    def of(cls, source, num_classes: int) -> 'NetworkSpec':
+        """The spec of anything with the ``NETWORK_FIELDS`` attributes (a ``ModelCard``, a
+        ``TrainConfig``) for ``num_classes`` classes."""
+        return cls(num_classes, **{name: getattr(source, name) for name in NETWORK_FIELDS})
+
+    def as_fields(self) -> dict:
+        """The ``NETWORK_FIELDS`` as a dict (for a model card)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in NETWORK_FIELDS}
+
+
+def network_default(name: str):
+    """The default of one ``NETWORK_FIELDS`` entry (ModelCard and TrainConfig use these)."""
+    return {f.name: f.default for f in fields(NetworkSpec)}[name]
+
+
+def build_network(spec: NetworkSpec, aux: bool = False):
+    """The ``PSPNet`` of ``spec`` (untrained); ``aux`` adds the auxiliary head for training."""
+    from .model import PSPNet
+    return PSPNet(spec.architecture, spec.num_classes, head_channels=spec.head_channels,
+                  aux=aux, output_stride=spec.output_stride,
+                  decoder_channels=spec.decoder_channels, decoder_stride=spec.decoder_stride)
