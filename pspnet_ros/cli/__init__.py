@@ -15,7 +15,7 @@ SUBCOMMAND_MODULES: dict[str, tuple[str, ...]] = {
     'pspnet_ros.cli.train': ('train',),
     'pspnet_ros.evaluation.cli': ('eval', 'make-bag'),
     'pspnet_ros.live.cli': ('live',),
-    'pspnet_ros.core.export': ('export',),
+    'pspnet_ros.cli.export': ('export',),
     'pspnet_ros.bench': ('bench',),
 }
 
@@ -54,9 +54,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     ``error:`` line and exit status 2 by every subcommand."""
     from ..core.backends import BackendError
     from ..core.card import ModelCardError
-    from ..core.export import ExportError
     from ..core.image import ImageError
     from ..core.weights import WeightsError
+    from ..export import ExportError
     errors = [BackendError, ExportError, ModelCardError, ImageError, WeightsError,
               FileNotFoundError, FileExistsError, NotADirectoryError, ValueError]
     try:
