@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
 
-.PHONY: venv demo test test-export test-ray test-ros lint clean
+.PHONY: venv demo test test-unit test-export test-ray test-ros lint clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q -ra test
+
+# The fast part of `make test`: no DDS, no node, command line or Ray processes, no linters
+# (markers in setup.cfg; fresh interpreters that only import modules are allowed).
+UNIT_MARKERS := not ros and not slow and not linter and not launch_test
+test-unit: venv
+	$(PY) -m pytest -q -ra -m '$(UNIT_MARKERS)' test
 
 # Export (ONNX, TFLite, int8 / Edge TPU) and the parity suite against every exported file,
 # in their own venv (litert-torch's dependencies stay out of the main one).
@@ -62,11 +68,14 @@ $(ROS_VENV)/.installed: requirements.txt requirements-dev.txt requirements-ros.t
 	    -r $(ROS_WHEELS)/requirements.txt
 	touch $@
 
-# ROS_TESTS narrows the colcon run to a pytest -k expression (empty: the whole suite); CI
-# passes the tests that need the colcon install, since its `make test` has just run the rest.
+# ROS_MARKERS narrows the colcon run to a pytest -m expression, ROS_TESTS to a -k expression
+# (empty: the whole suite); CI passes the markers of the tests that need the colcon install
+# (ROS_MARKERS='ros or launch_test or linter'), since its `make test` has just run the rest.
+ROS_MARKERS ?=
 ROS_TESTS ?=
 test-ros: $(ROS_VENV)/.installed
-	ROS_TESTS="$(ROS_TESTS)" scripts/colcon_test.sh $(ROS_VENV) build/ros_ws
+	ROS_MARKERS="$(ROS_MARKERS)" ROS_TESTS="$(ROS_TESTS)" \
+	    scripts/colcon_test.sh $(ROS_VENV) build/ros_ws
 
 # Style: flake8 with ament_flake8's conventions (setup.cfg: 99 columns; single quotes), the
 # same check as test/test_flake8.py.

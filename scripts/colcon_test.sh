@@ -2,7 +2,8 @@
 # Build and test the package as a ROS user does: colcon build into a workspace, colcon test,
 # colcon test-result --verbose. Fails on any failing test and on zero tests.
 # Usage: scripts/colcon_test.sh VENV WORKSPACE   (`make test-ros` passes .venv-ros build/ros_ws)
-# ROS_TESTS: a pytest -k expression that narrows colcon test (empty or unset: the whole suite).
+# ROS_MARKERS / ROS_TESTS: a pytest -m / -k expression that narrows colcon test (empty or
+# unset: the whole suite).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=$(cd "$1" && pwd)
@@ -28,7 +29,7 @@ rm -rf build/pspnet_ros/test_results build/pspnet_ros/pytest.xml
 status=0
 colcon --log-base log test --base-paths "$ROOT" --build-base build --install-base install \
     --packages-select pspnet_ros --event-handlers console_direct+ \
-    --pytest-args -ra ${ROS_TESTS:+-k "$ROS_TESTS"} \
+    --pytest-args -ra ${ROS_MARKERS:+-m "$ROS_MARKERS"} ${ROS_TESTS:+-k "$ROS_TESTS"} \
     --return-code-on-test-failure || status=$?
 ros2 daemon stop > /dev/null 2>&1 || true
 results=$(colcon test-result --test-result-base build/pspnet_ros --verbose) || status=1

@@ -17,6 +17,18 @@ def need(path: Path) -> Path:
     return path
 
 
+# Markers by what a test needs, so that `-m` selects (make test-unit, CI's colcon stage): a
+# test that takes rclpy_context talks over DDS; one that starts Ray starts worker processes.
+FIXTURE_MARKS = {'rclpy_context': 'ros', 'local_ray': 'slow', 'two_nodes': 'slow'}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, mark in FIXTURE_MARKS.items():
+            if fixture in getattr(item, 'fixturenames', ()):
+                item.add_marker(mark)
+
+
 @pytest.fixture(scope='session')
 def camvid() -> Path:
     return need(CAMVID)

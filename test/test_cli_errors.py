@@ -94,6 +94,8 @@ CASES = [
      _unpaired, 'no label'),
     ('make-bag-size-mismatch', ['make-bag', '{tmp}/imgs', '{tmp}/labs', '{tmp}/bag'],
      lambda t: (_folders(t), _shrink_label(t)), 'differ'),
+    ('bag-info-missing-bag', ['bag-info', '{tmp}/nobag'], None, 'bag not found'),
+    ('bag-info-not-a-bag', ['bag-info', '{tmp}/imgs'], _folders, 'metadata.yaml is missing'),
     ('live-missing-bag', ['live', '{tmp}/nobag'], None, 'bag not found'),
     ('live-bad-rate', ['live', '{tmp}/nobag', '--rate-factor', '0'], None, 'rate-factor'),
     ('live-no-node', ['live', '{tmp}/small_bag', '--wait', '3', '--node', '/nobody'],
@@ -112,8 +114,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('argv, setup, expect', [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+# live-no-node waits for a node over DDS.
+@pytest.mark.parametrize('argv, setup, expect', [
+    pytest.param(*c[1:], id=c[0], marks=[pytest.mark.ros] if c[0] == 'live-no-node' else [])
+    for c in CASES])
 def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, setup,
                                                    expect):
     # In-process (a traceback would be an exception escaping main()), so the sweep stays
@@ -145,6 +149,7 @@ def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys
             out.err
 
 
+@pytest.mark.slow          # the console entry point in a process of its own
 def test_export_without_litert_torch_names_the_package_and_writes_nothing(tmp_path):
     pytest.importorskip('torch')
     try:
@@ -170,6 +175,7 @@ def test_every_subcommand_is_swept():
     assert set(sub.choices) <= swept, set(sub.choices) - swept
 
 
+@pytest.mark.slow          # the command line in a process of its own
 def test_edgetpu_without_its_library_is_one_clean_error(coral, tmp_path):
     pytest.importorskip('ai_edge_litert', reason='ai-edge-litert is not installed')
     img = coral / 'bird_segmentation.bmp'
