@@ -207,3 +207,16 @@ def test_a_truncated_png_is_refused_without_reaching_the_decoder(capfd):
     with pytest.raises(ImageError, match=r'\(file ends before its IEND chunk \(truncated\)\)'):
         compressed_to_rgb('png', png[:-12])
     assert capfd.readouterr().err == ''
+
+
+def test_a_5000_character_encoding_is_cut_in_the_error():
+    encoding = 'x' * 5000
+    with pytest.raises(ImageError) as err:
+        image_to_rgb(2, 3, encoding, 0, 9, bytes(18))
+    assert str(err.value).startswith(f"cannot convert encoding '{'x' * 48}'... (5000 "
+                                     'characters) to RGB; supported: ')
+    assert len(str(err.value)) < 200
+    with pytest.raises(ImageError) as err:
+        compressed_to_rgb('f' * 5000, b'junk')
+    assert str(err.value).startswith(f"CompressedImage ({'f' * 48}... (5000 characters), 4 "
+                                     'bytes): data is neither PNG nor JPEG')

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from .yamlfile import load_yaml
 from .network import network_default, NetworkSpec
+from .yamlfile import load_yaml
 
 OUTPUT_KINDS = ('logits', 'labels')
 RESIZE_MODES = ('stretch', 'letterbox')

@@ -25,6 +25,15 @@ _YUYV = ('yuv422_yuy2', 'yuyv')
 ImageFields = tuple[int, int, str, int, bytes]
 
 
+def shown(text: str, limit: int = 48, quote: bool = True) -> str:
+    """``text`` (quoted as ``repr`` does when ``quote``), cut to ``limit`` characters with
+    its length said: a header field may hold kilobytes, and it goes into logged errors."""
+    text = str(text)
+    cut = text if len(text) <= limit else text[:limit]
+    cut = repr(cut) if quote else cut
+    return cut if len(text) <= limit else f'{cut}... ({len(text)} characters)'
+
+
 def _check_size(height: int, width: int, max_pixels: int, what: str) -> None:
     if height <= 0 or width <= 0:
         raise ImageError(f'{what} has zero size ({width}x{height}); the publisher sent an '
@@ -45,7 +54,7 @@ def image_to_array(height: int, width: int, encoding: str, is_bigendian: bool | 
     back as ``(H, W, 2)`` uint8, as stored.
     """
     if encoding not in ENCODINGS:
-        raise ImageError(f'unsupported image encoding {encoding!r}; supported: '
+        raise ImageError(f'unsupported image encoding {shown(encoding)}; supported: '
                          f'{", ".join(ENCODINGS)}')
     height, width, step = int(height), int(width), int(step)
     what = f'Image {width}x{height} {encoding}'
@@ -84,7 +93,7 @@ def image_to_rgb(height: int, width: int, encoding: str, is_bigendian: bool | in
     if encoding not in RGB_ENCODINGS:
         hint = ' (that is a label encoding; use image_to_labels)' \
             if encoding in LABEL_ENCODINGS else ''
-        raise ImageError(f'cannot convert encoding {encoding!r} to RGB{hint}; supported: '
+        raise ImageError(f'cannot convert encoding {shown(encoding)} to RGB{hint}; supported: '
                          f'{", ".join(RGB_ENCODINGS)}')
     arr = image_to_array(height, width, encoding, is_bigendian, step, data, max_pixels)
     if encoding == 'rgb8':
@@ -108,7 +117,7 @@ def image_to_labels(height: int, width: int, encoding: str, is_bigendian: bool |
     """A class-id sensor_msgs/Image (mono8, 8UC1, mono16, 16UC1) as ``(H, W)`` uint8/uint16."""
     if encoding not in LABEL_ENCODINGS:
         raise ImageError(f'label images must be mono8, 8UC1, mono16 or 16UC1 (one class id '
-                         f'per pixel), got {encoding!r}')
+                         f'per pixel), got {shown(encoding)}')
     return image_to_array(height, width, encoding, is_bigendian, step, data, max_pixels)[:, :, 0]
 
 
@@ -117,7 +126,7 @@ def _decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarr
                        ) -> np.ndarray:
     buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
     buf = buf.reshape(-1).view(np.uint8)
-    what = f'CompressedImage ({fmt or "no format"}, {buf.size} bytes)'
+    what = f'CompressedImage ({shown(fmt, quote=False) if fmt else "no format"}, {buf.size} bytes)'
     if buf.size == 0:
         raise ImageError(f'{what} has no data')
     found = read_structure(buf)
@@ -170,7 +179,7 @@ def rgb_to_image_fields(rgb: np.ndarray, encoding: str = 'rgb8') -> ImageFields:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ImageError(f'expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}')
     if encoding not in ('rgb8', 'bgr8'):
-        raise ImageError(f'encoding must be rgb8 or bgr8, got {encoding!r}')
+        raise ImageError(f'encoding must be rgb8 or bgr8, got {shown(encoding)}')
     arr = rgb if encoding == 'rgb8' else rgb[:, :, ::-1]
     h, w = rgb.shape[:2]
     return h, w, encoding, w * 3, np.ascontiguousarray(arr).tobytes()
