@@ -1,18 +1,17 @@
-"""pspnet-ros bench: per-stage latency and throughput of backends, side by side in one run."""
+"""Benchmark helpers: per-stage latency and throughput of backends side by side
+(``pspnet-ros bench``), and the frames every benchmark script uses."""
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from pathlib import Path
 import platform
 import sys
 import time
 
-import numpy as np
-
 STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'total')
+# CamVid's val frames in the shared data folder beside the source tree (README "Data").
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'camvid' / 'val'
+SYNTHETIC_SIZE = (360, 480)
 
 
 def parse_spec(spec: str) -> tuple[str, str, str, dict]:
@@ -30,35 +29,55 @@ def parse_spec(spec: str) -> tuple[str, str, str, dict]:
     return label, backend, card, options
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` -> (H, W)."""
-    from .core.card import MAX_INPUT_SIDE
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError as exc:
-        raise ValueError(f'input size must be HEIGHTxWIDTH like 281x377, got {text!r}') from exc
-    if not (8 <= h <= MAX_INPUT_SIDE and 8 <= w <= MAX_INPUT_SIDE):
-        raise ValueError(f'input_size {text!r}: each side must be from 8 to {MAX_INPUT_SIDE}')
-    return h, w
+def frame_files(folder: str | os.PathLike | None = DEFAULT_IMAGES, count: int = 10
+                ) -> list[Path]:
+    """The first ``count`` images of ``folder`` in name order; [] when it does not exist."""
+    from .core.files import list_images
+    if folder is None or not Path(folder).is_dir():
+        return []
+    return list_images(folder)[:count]
 
 
-def load_encoded(folder: Path | None, count: int) -> list[bytes]:
-    """``count`` encoded frames (PNG/JPEG bytes): real images from ``folder`` when it exists,
-    otherwise synthetic 360x480 PNGs."""
+def load_frames(folder: str | os.PathLike | None = DEFAULT_IMAGES, count: int = 10,
+                size: tuple[int, int] | None = None) -> tuple[list, str]:
+    """``count`` RGB frames for a benchmark and where they came from: real images from
+    ``folder`` (default CamVid val) when it has any, otherwise synthetic 360x480 noise (seed
+    0); each resized to ``size`` (height, width) when given. Fewer real images than ``count``
+    are repeated in turn."""
     import cv2
-    if folder is not None and folder.is_dir():
-        files = sorted(p for p in folder.iterdir()
-                       if p.suffix.lower() in ('.png', '.jpg', '.jpeg', '.bmp'))[:count]
-        if files:
-            return [p.read_bytes() for p in files]
-    rng = np.random.default_rng(0)
-    return [cv2.imencode('.png', rng.integers(0, 255, (360, 480, 3), np.uint8))[1].tobytes()
-            for _ in range(count)]
+    import numpy as np
+    from .core.image import read_image
+    files = frame_files(folder, count)
+    if files:
+        frames = [read_image(p) for p in files]
+        source = f'{len(files)} images from {folder}'
+    else:
+        rng = np.random.default_rng(0)
+        frames = [rng.integers(0, 256, (*SYNTHETIC_SIZE, 3), np.uint8) for _ in range(count)]
+        source = f'synthetic {SYNTHETIC_SIZE[0]}x{SYNTHETIC_SIZE[1]} noise'
+    frames = [frames[i % len(frames)] for i in range(count)]
+    if size is not None:
+        h, w = size
+        frames = [f if f.shape[:2] == (h, w) else
+                  cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]
+    return frames, source
+
+
+def load_encoded(folder: str | os.PathLike | None, count: int) -> list[bytes]:
+    """``count`` encoded frames (the files' own PNG/JPEG bytes, so decoding is timed as a
+    camera pipeline would see it), else ``load_frames``' synthetic frames as PNGs."""
+    import cv2
+    files = frame_files(folder, count)
+    if files:
+        return [p.read_bytes() for p in files]
+    return [cv2.imencode('.png', cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes()
+            for f in load_frames(None, count)[0]]
 
 
 def bench_one(segmenter, encoded: list[bytes], warmup: int, repeats: int) -> dict:
     """Median/p90 per stage (ms) and sequential throughput (frames/s)."""
     import cv2
+    import numpy as np
     for data in encoded[:warmup]:
         segmenter(cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
                                cv2.COLOR_BGR2RGB))
@@ -168,44 +187,3 @@ def format_table(report: dict) -> str:
         lines.append(f'| {r["backend"]} | {size} | ' + ' | '.join(cells)
                      + f' | {r["throughput_fps"]:.2f} | {speed} |')
     return '\n'.join(lines) + '\n\nStage cells: median / p90 in ms.'
-
-
-def register(subparsers) -> None:
-    """Add ``pspnet-ros bench``."""
-    p = subparsers.add_parser('bench', help='per-stage latency and throughput per backend')
-    p.add_argument('--model', default='', help='model card for specs without one '
-                   '(default: the shipped CamVid model)')
-    p.add_argument('--backends', nargs='+', default=['torch'],
-                   help='specs backend[:card.yaml][@key=value;...], e.g. torch '
-                   '"torch@channels_last=true" "torch@device=cuda;fp16=true" '
-                   'onnxruntime:out/x.onnx.yaml tflite:out/x_int8.tflite.yaml (device= picks '
-                   'the device, the other keys are backend options)')
-    p.add_argument('--sizes', nargs='*', default=None,
-                   help="input sizes HxW (default: each card's); static models skip others")
-    p.add_argument('--images', default=str(DEFAULT_IMAGES),
-                   help='folder of real frames (default: ../shared/data/camvid/val; synthetic '
-                   'frames when absent)')
-    p.add_argument('--frames', type=int, default=10, help='frames per pass (default: 10)')
-    p.add_argument('--repeats', type=int, default=2, help='passes over the frames (default: 2)')
-    p.add_argument('--warmup', type=int, default=2, help='warm-up frames (default: 2)')
-    p.add_argument('--json', default='', help='also write the report as JSON here')
-    p.set_defaults(func=_cmd_bench)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .core.backends.base import BACKENDS
-    sizes = [parse_size(s) for s in args.sizes] if args.sizes else None
-    for spec in args.backends:      # typos are errors; missing runtimes are reported rows
-        backend = parse_spec(spec)[1]
-        if backend not in (*BACKENDS, 'auto'):
-            raise ValueError(f'unknown backend {backend!r} in {spec!r}; available: '
-                             f'{", ".join(BACKENDS)}, auto')
-    report = run_bench(args.backends, args.model, sizes, Path(args.images), args.frames,
-                       args.warmup, args.repeats)
-    print(f'{report["date"]} | {report["machine"]} | {report["frames"]} frames x '
-          f'{report["repeats"]} from {report["images"]}')
-    print(format_table(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
-        print(f'wrote {args.json}')
-    return 0

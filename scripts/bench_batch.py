@@ -69,14 +69,11 @@ def main(argv=None) -> int:
     p.add_argument('--out', default='bench_out/batch.json')
     args = p.parse_args(argv)
 
-    from pspnet_ros.core import read_image, Segmenter
+    from pspnet_ros.bench import load_frames
+    from pspnet_ros.core import Segmenter
     from pspnet_ros.core.files import default_card_path
     sizes = [int(v) for v in args.batches.split(',')]
-    files = sorted((Path(args.shared) / 'data' / 'camvid' / 'val').glob('*.png'))[:max(sizes)]
-    rng = np.random.default_rng(0)
-    frames = [read_image(f) for f in files] + [
-        rng.integers(0, 256, (360, 480, 3), dtype=np.uint8)
-        for _ in range(max(sizes) - len(files))]
+    frames = load_frames(Path(args.shared) / 'data' / 'camvid' / 'val', max(sizes))[0]
     seg = Segmenter(default_card_path(), backend=args.backend, device=args.device,
                     backend_options=parse_options(args.options))
     rows = []

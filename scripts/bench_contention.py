@@ -62,16 +62,6 @@ def percentiles(ms: list[float]) -> dict:
             'p99': float(np.percentile(a, 99)), 'max': float(a.max()), 'n': int(a.size)}
 
 
-def load_frames(images: Path, n: int):
-    import numpy as np
-    from pspnet_ros.core import read_image
-    files = sorted(images.glob('*.png'))[:n] if images.is_dir() else []
-    if files:
-        return [read_image(p) for p in files]
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, (360, 480, 3), np.uint8) for _ in range(n)]
-
-
 def bare(seg, frames, repeats: int) -> list[float]:
     seg(frames[0])                                   # warm-up
     out = []
@@ -124,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from pspnet_ros.live import LiveClient, start_node, stop_node
     from pspnet_ros.live.transport import use_large_frames_profile
     use_large_frames_profile()
-    frames = load_frames(Path(args.images), args.frames)
+    from pspnet_ros.bench import load_frames
+    frames = load_frames(args.images, args.frames)[0]
     out_dir = Path(args.out).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     rclpy.init()

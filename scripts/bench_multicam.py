@@ -47,20 +47,6 @@ THREADS = configure_threads()
 import numpy as np  # noqa: E402
 
 
-def load_frames(shared: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
-    import cv2
-    from pspnet_ros.core import read_image
-    val = shared / 'data' / 'camvid' / 'val'
-    if val.is_dir():
-        imgs = [read_image(p) for p in sorted(val.glob('*.png'))[:n]]
-    else:
-        rng = np.random.default_rng(0)
-        imgs = [rng.integers(0, 256, (360, 480, 3), dtype=np.uint8) for _ in range(n)]
-    h, w = size
-    return [img if img.shape[:2] == (h, w) else
-            cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA) for img in imgs]
-
-
 def proc_memory_mb(pid: int) -> tuple[float, float]:
     """Resident memory of a process in MB, (VmRSS, RssAnon): all of it, and only its private
     memory (VmRSS also counts mapped files and the DDS shared-memory segments); 0 if it is
@@ -215,7 +201,7 @@ def main(argv=None) -> int:
     p.add_argument('--seconds', type=float, default=20.0, help='length of each phase')
     p.add_argument('--settle', type=float, default=5.0,
                    help='seconds to wait for outstanding masks after a phase')
-    p.add_argument('--size', default='480x360', help='frame WIDTHxHEIGHT')
+    p.add_argument('--size', default='360x480', help='frame HEIGHTxWIDTH')
     p.add_argument('--frames', type=int, default=20, help='distinct frames per camera')
     p.add_argument('--max-batch', type=int, default=4, help='max_batch of the multi node')
     p.add_argument('--bare-repeats', type=int, default=10)
@@ -229,10 +215,13 @@ def main(argv=None) -> int:
     modes = [m.strip() for m in args.modes.split(',') if m.strip()]
     if set(modes) - {'multi', 'single'}:
         p.error(f'--modes takes multi and/or single, got {args.modes!r}')
-    w, h = (int(v) for v in args.size.lower().split('x'))
+    from pspnet_ros.bench import load_frames
+    from pspnet_ros.core.sizes import parse_size
+    h, w = parse_size(args.size, 'frame size')
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pool = load_frames(Path(args.shared), args.frames * max(counts), (h, w))
+    pool = load_frames(Path(args.shared) / 'data' / 'camvid' / 'val', args.frames * max(counts),
+                       (h, w))[0]
     frames = {f'cam{i}': pool[i::max(counts)] for i in range(max(counts))}
 
     import yaml

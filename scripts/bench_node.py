@@ -34,15 +34,6 @@ THREADS = configure_threads()
 import numpy as np  # noqa: E402
 
 
-def load_frames(shared: Path, n: int) -> list[np.ndarray]:
-    from pspnet_ros.core import read_image
-    val = shared / 'data' / 'camvid' / 'val'
-    if val.is_dir():
-        return [read_image(p) for p in sorted(val.glob('*.png'))[:n]]
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, (360, 480, 3), dtype=np.uint8) for _ in range(n)]
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--shared', default=str(ROOT.parent / 'shared'))
@@ -54,7 +45,8 @@ def main(argv=None) -> int:
     p.add_argument('--params-file', default=str(ROOT / 'config' / 'segment.yaml'),
                    help='node parameters; the bare Segmenter gets the same backend_options')
     args = p.parse_args(argv)
-    frames = load_frames(Path(args.shared), args.frames)
+    from pspnet_ros.bench import load_frames
+    frames = load_frames(Path(args.shared) / 'data' / 'camvid' / 'val', args.frames)[0]
 
     from pspnet_ros.core import Segmenter, default_card_path
     import yaml

@@ -30,7 +30,7 @@ from pspnet_ros.live.transport import large_frames_profile, profile_env  # noqa:
 
 def run_case(size: str, rate: float, count: int, env: dict) -> dict:
     """One publisher/subscriber pair; returns delivery and latency percentiles."""
-    cmd = [sys.executable, '-m', 'pspnet_ros.live.transport']
+    cmd = [sys.executable, str(ROOT / 'scripts' / 'transport_probe.py')]
     listen = count / rate + 40.0
     sub = subprocess.Popen(cmd + ['sub', '--count', str(count), '--duration', str(listen)],
                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -65,8 +65,8 @@ def run_case(size: str, rate: float, count: int, env: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--sizes', nargs='+', default=['480x360', '1280x720', '1920x1080'],
-                   help='WIDTHxHEIGHT frame sizes')
+    p.add_argument('--sizes', nargs='+', default=['360x480', '720x1280', '1080x1920'],
+                   help='frame sizes HEIGHTxWIDTH')
     p.add_argument('--rates', nargs='+', type=float, default=[10.0, 30.0], help='Hz')
     p.add_argument('--count', type=int, default=150, help='frames per case (default 150)')
     p.add_argument('--profile', default=str(large_frames_profile()),

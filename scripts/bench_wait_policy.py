@@ -39,11 +39,10 @@ SETTINGS = {
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from pathlib import Path
-from pspnet_ros.core import Segmenter, read_image
+from pspnet_ros.bench import load_frames
+from pspnet_ros.core import Segmenter
 from pspnet_ros.core.files import default_card_path
-files = sorted(Path(sys.argv[1]).glob('*.png'))[:int(sys.argv[2])]
-frames = [read_image(p) for p in files] or [np.zeros((360, 480, 3), np.uint8)]
+frames = load_frames(sys.argv[1], int(sys.argv[2]))[0]
 seg = Segmenter(default_card_path(), backend='torch')
 seg(frames[0])
 ms = []

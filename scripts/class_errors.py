@@ -62,7 +62,8 @@ def main(argv=None) -> int:
 
     kw = {}
     if args.input_size:
-        kw['input_size'] = [int(v) for v in args.input_size.lower().split('x')]
+        from pspnet_ros.core.sizes import parse_size
+        kw['input_size'] = list(parse_size(args.input_size, '--input-size'))
     seg = Segmenter(args.card, backend=args.backend, **kw)
     names = list(seg.labelset.classes)
     n = len(names)

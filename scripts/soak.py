@@ -23,6 +23,7 @@ import time
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pspnet_ros.bench import DEFAULT_IMAGES  # noqa: E402
 from pspnet_ros.core.threads import configure_threads  # noqa: E402
 
 
@@ -40,19 +41,6 @@ def proc_status(pid: int) -> dict:
     return out
 
 
-def load_frames(images: Path, size: tuple[int, int], count: int = 8):
-    """``count`` RGB frames of ``size`` (h, w): CamVid images resized, else synthetic."""
-    import cv2
-    import numpy as np
-    h, w = size
-    files = sorted(images.glob('*.png'))[:count] if images.is_dir() else []
-    if files:
-        return [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (w, h))
-                for f in files]
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, 255, (h, w, 3), np.uint8) for _ in range(count)]
-
-
 def percentile(values: list[float], q: float) -> float | None:
     import numpy as np
     return float(np.percentile(values, q)) if values else None
@@ -62,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--minutes', type=float, default=30.0, help='duration (default 30)')
     p.add_argument('--rate', type=float, default=10.0, help='frames per second (default 10)')
-    p.add_argument('--size', default='1280x720', help='WIDTHxHEIGHT (default 1280x720)')
+    p.add_argument('--size', default='720x1280', help='frame HEIGHTxWIDTH (default 720x1280)')
     p.add_argument('--params-file', default=str(ROOT / 'config' / 'segment.yaml'))
     p.add_argument('--profile', default=str(ROOT / 'config' / 'fastdds_large_frames.xml'),
                    help="Fast DDS profile for both processes ('' = none)")
-    p.add_argument('--images', default=str(ROOT.parent / 'shared' / 'data' / 'camvid' / 'val'))
+    p.add_argument('--images', default=str(DEFAULT_IMAGES))
     p.add_argument('--sample-sec', type=float, default=10.0, help='RSS/thread sampling period')
     p.add_argument('--out', default='soak.json', help='JSON report')
     args = p.parse_args(argv)
@@ -86,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from pspnet_ros.live import diag_values, LiveClient, start_node, stop_node
-    from pspnet_ros.live.transport import parse_size
+    from pspnet_ros.bench import load_frames
+    from pspnet_ros.core.sizes import parse_size
 
-    h, w = parse_size(args.size)
-    frames = load_frames(Path(args.images), (h, w))
+    h, w = parse_size(args.size, 'frame size')
+    frames = load_frames(args.images, 8, (h, w))[0]
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     log_path = out_path.with_suffix('.node.log')
@@ -101,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     minutes_rows, samples = [], []
     sent_total = answered_total = 0
     report = {'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'), 'machine': platform.node(),
-              'cpus': len(os.sched_getaffinity(0)), 'size': [w, h], 'rate_hz': args.rate,
+              'cpus': len(os.sched_getaffinity(0)), 'size': [h, w], 'rate_hz': args.rate,
               'minutes': minutes, 'profile': args.profile, 'params_file': args.params_file,
               'discovery': 'LOCALHOST', 'domain': domain}
     try:

@@ -10,8 +10,10 @@ import pytest
 from pspnet_ros.cli import main
 from pspnet_ros.core.labels import CAMVID as CAMVID_SET
 from pspnet_ros.core.metrics import confusion_matrix, scores
-from pspnet_ros.evaluation.bagio import BagSource, BagWriter, make_header, read_all
-from pspnet_ros.evaluation.evaluator import BagEvaluator, EvalConfig, exit_code
+from eval_helpers import read_all
+from pspnet_ros.evaluation.bagio import BagSource, BagWriter, make_header
+from pspnet_ros.evaluation.evaluator import BagEvaluator, EvalConfig
+from pspnet_ros.evaluation.report import exit_code
 from pspnet_ros.evaluation.makebag import make_bag
 from pspnet_ros.evaluation.matching import LabelDir, parse_stamp, StampMatcher
 
@@ -242,7 +244,8 @@ def test_third_party_bags_with_malformed_images_report_each_frame(tmp_path, bag,
     fr = report['frames']
     assert (fr['read'], fr['processed'], fr['skipped_by_reason']) == (2, 0, {'bad_image': 2})
     assert fr['skip_examples']['bad_image'].startswith(example)
-    assert exit_code(report) == 0
+    # No frame decoded: no result, so the run fails (issue 38 item 5; it exited 0 before).
+    assert exit_code(report) == 2
 
 
 def test_missing_topic_lists_the_available_topics(tmp_path, capsys):

@@ -4,7 +4,8 @@ import pytest
 
 from pspnet_ros.core.occupancy_msg import (decode_occupancy, encode_occupancy, FLOAT32,
                                            occupancy_fields, UINT32)
-from pspnet_ros.evaluation.bagio import BagWriter, cloud_msg, make_header, read_all
+from eval_helpers import read_all
+from pspnet_ros.evaluation.bagio import BagWriter, cloud_msg, make_header
 
 
 def test_field_layout_is_box_pixels_fractions_then_counts():

@@ -14,9 +14,11 @@ import yaml
 pytestmark = pytest.mark.skipif(importlib.util.find_spec('ray') is None,
                                 reason="Ray is optional: pip install '.[ray]' (make test-ray)")
 
-from pspnet_ros.evaluation.evaluator import EvalConfig, exit_code  # noqa: E402
+from eval_helpers import dying_worker  # noqa: E402
+from pspnet_ros.evaluation.evaluator import EvalConfig  # noqa: E402
 from pspnet_ros.evaluation.fleet import FleetConfig, FleetError, run_fleet  # noqa: E402
 from pspnet_ros.evaluation.makebag import make_bag  # noqa: E402
+from pspnet_ros.evaluation.report import exit_code  # noqa: E402
 from pspnet_ros.evaluation.shards import make_evaluator  # noqa: E402
 from test_eval_shards import assert_same_report, camvid_labels, write_pred_bag  # noqa: E402
 
@@ -133,12 +135,12 @@ def test_killed_worker_loses_no_shard(local_ray, pred_bags, tmp_path):
 
 
 def test_shard_that_keeps_crashing_is_reported_and_the_rest_merged(
-        local_ray, pred_bags, tmp_path, monkeypatch):
+        local_ray, pred_bags, tmp_path):
     """A worker dies on every try of one bag: that shard fails after one retry, the report
     says why and equals a sequential run without that bag; the exit code says partial."""
-    monkeypatch.setenv('PSPNET_EVAL_FAULT', 'p2:2')
     report = run_fleet(pred_cfg(pred_bags, tmp_path / 'ray'),
-                       FleetConfig(workers=2, shard_frames=4, label_set='camvid'))
+                       FleetConfig(workers=2, shard_frames=4, label_set='camvid'),
+                       worker=dying_worker('p2', 2))
     others = [b for b in pred_bags if b.name != 'p2']
     seq = make_evaluator(pred_cfg(others, tmp_path / 'seq'), label_set='camvid').run()
     fl = report['fleet']

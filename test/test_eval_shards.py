@@ -11,8 +11,10 @@ from pspnet_ros.core.image import read_label
 from pspnet_ros.core.labels import CAMVID as CAMVID_SET
 from pspnet_ros.core.metrics import confusion_matrix, scores
 from pspnet_ros.evaluation.bagio import BagWriter, image_msg, make_header
-from pspnet_ros.evaluation.evaluator import BagEvaluator, build_report, EvalConfig, exit_code
-from pspnet_ros.evaluation.shards import merge, plan, ShardWorker
+from eval_helpers import plan
+from pspnet_ros.evaluation.evaluator import BagEvaluator, EvalConfig
+from pspnet_ros.evaluation.report import build_report, exit_code
+from pspnet_ros.evaluation.shards import merge, ShardWorker
 
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000

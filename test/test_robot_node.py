@@ -123,8 +123,8 @@ def test_a_signal_during_a_frame_stops_cleanly_without_an_internal_error(tmp_pat
 
 
 def _publisher(size: str, count: int, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, '-m', 'pspnet_ros.live.transport', 'pub',
-                             '--size', size, '--rate', '10', '--count', str(count)],
+    return subprocess.Popen([sys.executable, str(ROOT / 'scripts' / 'transport_probe.py'),
+                             'pub', '--size', size, '--rate', '10', '--count', str(count)],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -145,7 +145,7 @@ def test_1280x720_best_effort_frames_between_two_processes(tmp_path, profile):
                       client_kwargs={'outputs': ('mask',)},
                       **({} if profile else {'fastdds_profile': ''}))
     started = time.monotonic()
-    pub = _publisher('1280x720', 40, _child_env(profile))
+    pub = _publisher('720x1280', 40, _child_env(profile))
     try:
         out, _ = pub.communicate(timeout=120)
         assert pub.returncode == 0, out
@@ -159,7 +159,7 @@ def test_1280x720_best_effort_frames_between_two_processes(tmp_path, profile):
             # How many still get through depends on the CPU load (0-11 of 40 seen; 11 beside
             # a training run): most are lost, which is the fault the profile fixes.
             assert received <= 20, f'{received}/40 arrived without the profile'
-            pub2 = _publisher('1280x720', 60, _child_env(False))
+            pub2 = _publisher('720x1280', 60, _child_env(False))
             status = n.client.spin_until(n.ex, lambda: _starved(n), 40)
             pub2.communicate(timeout=120)
             assert status, 'no starvation / lost-frames warning in /diagnostics'

@@ -13,10 +13,12 @@ from ..core.threads import configure_threads
 SUBCOMMAND_MODULES: dict[str, tuple[str, ...]] = {
     'pspnet_ros.cli.segment': ('segment',),
     'pspnet_ros.cli.train': ('train',),
-    'pspnet_ros.evaluation.cli': ('eval', 'make-bag'),
-    'pspnet_ros.live.cli': ('live',),
+    'pspnet_ros.cli.eval': ('eval',),
+    'pspnet_ros.cli.make_bag': ('make-bag',),
+    'pspnet_ros.cli.bag_info': ('bag-info',),
+    'pspnet_ros.cli.live': ('live',),
     'pspnet_ros.cli.export': ('export',),
-    'pspnet_ros.bench': ('bench',),
+    'pspnet_ros.cli.bench': ('bench',),
 }
 
 

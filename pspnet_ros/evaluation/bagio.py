@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import difflib
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -97,9 +98,7 @@ class BagSource:
             mcaps = [path] if path.suffix == '.mcap' else sorted(path.glob('*.mcap')) \
                 if path.is_dir() else []
             if not mcaps:
-                raise BagError(f'cannot open bag {path}: {exc}. The file is truncated or '
-                               'corrupt, or not a rosbag2 bag; sqlite3 bags cut short cannot '
-                               'be read (try `sqlite3 FILE .recover`)') from exc
+                raise BagError(_open_error(path, exc)) from exc
             self._open_recovering(mcaps, exc)
         self.topics = {c.topic: c.msgtype for c in self._connections}
         return self
@@ -144,10 +143,19 @@ class BagSource:
         return ', '.join(f'{t} ({m})' for t, m in sorted(self.topics.items())) or 'none'
 
     def require(self, topic: str, types: Sequence[str], role: str) -> str:
-        """The message type of ``topic``; BagError naming the available topics otherwise."""
+        """The message type of ``topic``; otherwise a one-line BagError with the close matches
+        and the topics of the right types (not every topic of the bag)."""
         if topic not in self.topics:
-            raise BagError(f'bag {self.path} has no {role} topic {topic!r}; available topics: '
-                           f'{self.describe_topics()}')
+            typed = sorted(t for t, m in self.topics.items() if m in types)
+            close = difflib.get_close_matches(topic, typed, 3, 0.5)
+            listed = ', '.join(f'{t} ({self.topics[t]})' for t in typed[:6]) or 'none'
+            if len(typed) > 6:
+                listed += f' and {len(typed) - 6} more'
+            raise BagError(f'bag {self.path} has no {role} topic {topic!r}; '
+                           + (f'did you mean {" or ".join(map(repr, close))}? ' if close else '')
+                           + f'available topics: {listed} (the {role} topics of '
+                           f'{len(self.topics)}; `pspnet-ros bag-info {self.path}` describes '
+                           'them)')
         if self.topics[topic] not in types:
             raise BagError(f'{role} topic {topic!r} in {self.path} has type '
                            f'{self.topics[topic]}; expected one of {", ".join(types)}')
@@ -175,6 +183,21 @@ class BagSource:
         except Exception as exc:
             self.read_error = (f'reading stopped early: {type(exc).__name__}: {exc} (bag '
                                'truncated or corrupt)')
+
+
+def _open_error(path: Path, exc: Exception) -> str:
+    """One line: why ``path`` cannot be opened and what to try."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    why = (lines[0] if lines else type(exc).__name__).rstrip('.')
+    if path.is_dir() and 'database' not in str(exc).lower():
+        hint = ('its metadata.yaml is missing or not one `ros2 bag record` writes '
+                '(`ros2 bag reindex FOLDER` rebuilds it).')
+    elif path.suffix == '.db3' or (path.is_dir() and any(path.glob('*.db3'))):
+        hint = ('the sqlite3 file is truncated or corrupt; sqlite3 bags cut short cannot be '
+                'read (try `sqlite3 FILE .recover`).')
+    else:
+        hint = 'the file is truncated or corrupt, or not a rosbag2 bag.'
+    return f'cannot open bag {path}: {why}; {hint}'
 
 
 def _storage_of(path: Path) -> str:
@@ -284,14 +307,3 @@ class PredictionWriter:
 
     def close(self) -> None:
         self.bag.close()
-
-
-def read_all(path: str | os.PathLike, topics: Sequence[str] | None = None
-             ) -> list[tuple[str, int, object]]:
-    """Every message of a (small) bag deserialized: ``(topic, bag time ns, msg)``; for tests
-    and tools."""
-    ts = typestore()
-    with BagSource(Path(path)) as src:
-        wanted = list(topics) if topics is not None else list(src.topics)
-        return [(t, time, ts.deserialize_cdr(raw, mt))
-                for t, mt, time, raw in src.messages(wanted)]

@@ -1,9 +1,7 @@
 """Replay bags through the Segmenter (or read recorded predictions) and score them."""
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-import datetime
+from dataclasses import dataclass
 from pathlib import Path
 import sys
 import time
@@ -13,17 +11,15 @@ import cv2
 import numpy as np
 
 from ..core.image import DEFAULT_MAX_PIXELS, ImageError, read_label
-from ..core.metrics import confusion_matrix, scores
+from ..core.metrics import confusion_matrix
 from ..core.occupancy_msg import encode_occupancy
 from ..core.rosimage import (compressed_to_labels, compressed_to_rgb, image_to_labels,
                              image_to_rgb)
-from . import report as rep
 from .bagio import BagError, BagSource, COMPRESSED, IMAGE, IMAGE_TYPES, PredictionWriter, \
     stamp_ns, typestore
 from .matching import LabelDir, StampMatcher
-
-MODEL_STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'total')
-SAMPLE_WIDTH = 320
+from .report import build_report, MODEL_STAGES, SAMPLE_WIDTH, write_outputs
+from .state import EvalState, ShardScope
 
 
 @dataclass
@@ -76,61 +72,6 @@ class Frame(NamedTuple):
     msg: Any
 
 
-@dataclass
-class _State:
-    n: int
-    conf: np.ndarray
-    timings: dict[str, list[float]] = field(default_factory=dict)
-    skipped: Counter = field(default_factory=Counter)
-    examples: dict[str, str] = field(default_factory=dict)
-    samples: list = field(default_factory=list)
-    read: int = 0
-    processed: int = 0
-    scored: int = 0
-    labels_unmatched: int = 0
-    labels_bad: int = 0
-    # Time-range shards of one bag (see run_bag): labels of this shard's own range given up
-    # as unmatched, and labels of a neighbour's range this shard matched; keys are
-    # (bag path, bag time ns, header stamp ns). merge() settles them.
-    own_unmatched: set = field(default_factory=set)
-    foreign_matched: set = field(default_factory=set)
-
-    def skip(self, reason: str, detail: str) -> None:
-        self.skipped[reason] += 1
-        self.examples.setdefault(reason, detail)
-
-    def time(self, stage: str, seconds: float) -> None:
-        self.timings.setdefault(stage, []).append(seconds)
-
-    def merge(self, other: '_State', max_samples: int) -> None:
-        """Add ``other`` (a later part of the same run, in bag order) to this state."""
-        self.conf += other.conf
-        for stage, values in other.timings.items():
-            self.timings.setdefault(stage, []).extend(values)
-        self.skipped.update(other.skipped)
-        for reason, detail in other.examples.items():
-            self.examples.setdefault(reason, detail)
-        self.samples.extend(other.samples[:max(max_samples - len(self.samples), 0)])
-        for name in ('read', 'processed', 'scored', 'labels_unmatched', 'labels_bad'):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.own_unmatched |= other.own_unmatched
-        self.foreign_matched |= other.foreign_matched
-
-    def settle_shard_labels(self) -> None:
-        """Count the shard labels that no shard matched as unmatched (after all merges)."""
-        self.labels_unmatched += len(self.own_unmatched - self.foreign_matched)
-        self.own_unmatched, self.foreign_matched = set(), set()
-
-
-class _ShardLabel(NamedTuple):
-    """A label read by a time-range shard; ``own`` when its bag time is in the shard's range
-    (not in the margin read around it)."""
-
-    key: tuple
-    own: bool
-    value: Any
-
-
 def _decode_rgb(msgtype: str, msg, max_pixels: int) -> np.ndarray:
     if msgtype == COMPRESSED:
         return compressed_to_rgb(msg.format, msg.data, max_pixels)
@@ -180,8 +121,7 @@ class BagEvaluator:
 
     def reset(self) -> None:
         """Forget the frames evaluated so far (a worker starting its next shard)."""
-        n = len(self.class_names)
-        self.state = _State(n, np.zeros((n, n), np.int64))
+        self.state = EvalState.empty(len(self.class_names))
 
     @property
     def has_gt(self) -> bool:
@@ -238,6 +178,7 @@ class BagEvaluator:
                 st.skip('size_mismatch', f'label {label.shape[1]}x{label.shape[0]} but frame '
                         f'{pred.shape[1]}x{pred.shape[0]}')
                 return
+            st.count_outside(label, self.ignore)
             try:
                 st.conf += confusion_matrix(pred, label, st.n, self.ignore)
             except ValueError as exc:
@@ -273,16 +214,15 @@ class BagEvaluator:
         """Evaluate one bag, or with ``start_ns``/``stop_ns`` the frames whose bag time is in
         ``[start_ns, stop_ns)`` (a time-range shard; None = open end). A shard also reads the
         labels within ``margin_ns`` around its range, so frames at its edges find labels
-        recorded just across; each label is counted (bad, unmatched) by the shard whose range
-        holds it. Returns the bag's entry for the report; ``_conf`` is its confusion matrix."""
+        recorded just across (``state.ShardScope``). Returns the bag's entry for the report;
+        ``_conf`` is its confusion matrix."""
         cfg, st = self.cfg, self.state
+        # (plus 'count_mismatch' when the bag holds fewer or more frames than it declares)
         info = {'path': str(path), 'storage': '', 'error': '', 'recovered': '', 'read_error': '',
                 'frames_read': 0, 'frames_scored': 0, '_conf': np.zeros_like(st.conf)}
         conf0, scored0 = st.conf.copy(), st.scored
         frame_topic = cfg.pred_topic or cfg.image_topic
-        ranged = start_ns is not None or stop_ns is not None
-        lo = start_ns if start_ns is not None else -1
-        hi = stop_ns if stop_ns is not None else 1 << 63
+        scope = ShardScope(str(path), st, start_ns, stop_ns)
         try:
             src = BagSource(Path(path)).open()
         except BagError as exc:
@@ -300,19 +240,16 @@ class BagEvaluator:
             info['error'] = str(exc)
             src.close()
             return info
-        total = frames_hint if ranged else src.count(frame_topic)
+        declared = src.count(frame_topic)
+        total = frames_hint if scope.ranged else declared
         if cfg.limit:
             total = min(total, cfg.limit) if total else cfg.limit
         k = max(cfg.samples - len(st.samples), 0)
         sample_at = set(np.linspace(0, max(total - 1, 0), k).round().astype(int).tolist()) \
             if k and total else set(range(k))
-
-        def unmatched(label) -> None:
-            if isinstance(label, _ShardLabel) and label.own:
-                st.own_unmatched.add(label.key)
-
         matcher = StampMatcher(int(round(cfg.stamp_tolerance * 1e9)), cfg.max_pending,
-                               unmatched if ranged else None) if cfg.label_topic else None
+                               scope.unmatched if scope.ranged else None) \
+            if cfg.label_topic else None
         bar = None
         if cfg.progress:
             from tqdm import tqdm
@@ -322,7 +259,7 @@ class BagEvaluator:
         read_hi = None if stop_ns is None else stop_ns + margin_ns
         try:
             for topic, msgtype, t, raw in src.messages(topics, read_lo, read_hi):
-                own = lo <= t < hi
+                own = scope.own(t)
                 if topic == frame_topic:
                     if not own:
                         continue
@@ -348,9 +285,7 @@ class BagEvaluator:
                 if topic != frame_topic and self.writer is not None and cfg.write_labels:
                     self.writer.bag.write_raw(topic, msgtype, raw, t)
                 if topic != frame_topic:
-                    label = self._label_from_msg(msgtype, msg, own)
-                    if ranged:
-                        label = _ShardLabel((str(path), t, stamp), own, label)
+                    label = scope.wrap(t, stamp, self._label_from_msg(msgtype, msg, own))
                     ready = matcher.add_label(stamp, label)
                 else:
                     frame = Frame(index - 1, t, msgtype, msg)
@@ -361,27 +296,24 @@ class BagEvaluator:
                     else:
                         ready = [(frame, None)]
                 for fr, label in ready:
-                    self._process(fr, self._unwrap(label), sample_at)
+                    self._process(fr, scope.unwrap(label), sample_at)
             if matcher is not None:
                 for fr, label in matcher.flush():
-                    self._process(fr, self._unwrap(label), sample_at)
-                if not ranged:
+                    self._process(fr, scope.unwrap(label), sample_at)
+                if not scope.ranged:
                     st.labels_unmatched += matcher.labels_unmatched
         finally:
             if bar is not None:
                 bar.close()
             src.close()
         info['read_error'] = src.read_error
+        if declared and not (scope.ranged or cfg.limit or src.read_error or src.recovered) \
+                and declared != info['frames_read']:
+            info['count_mismatch'] = (f"the bag's index declares {declared} messages on "
+                                      f'{frame_topic}, but {info["frames_read"]} were read')
         info['_conf'] = st.conf - conf0
         info['frames_scored'] = st.scored - scored0
         return info
-
-    def _unwrap(self, label: Any) -> Any:
-        if isinstance(label, _ShardLabel):
-            if not label.own:
-                self.state.foreign_matched.add(label.key)
-            return label.value
-        return label
 
     # -- whole run --------------------------------------------------------------------------
     def run(self) -> dict:
@@ -418,95 +350,3 @@ class BagEvaluator:
     def report(self, bags: list[dict], wall: float, workers: int = 1) -> dict:
         return build_report(self.cfg, self.state, bags, wall, self.describe(),
                             self.writer.count if self.writer else 0, workers)
-
-
-def bag_summary(info: dict, class_names: Sequence[str], worst: int = 3) -> dict:
-    """A bag's report entry: ``info`` without its confusion matrix ``_conf``, plus its mIoU
-    and the ``worst`` classes (lowest IoU among those in the bag's ground truth)."""
-    out = {k: v for k, v in info.items() if k != '_conf'}
-    conf = info['_conf']
-    out['miou'], out['worst_classes'] = None, []
-    if info['frames_scored'] and conf.sum():
-        s = scores(conf)
-        present = np.flatnonzero(conf.sum(1) > 0)
-        out['miou'] = s['miou']
-        order = sorted(present.tolist(), key=lambda i: (s['iou'][i], i))[:worst]
-        out['worst_classes'] = [{'class': class_names[i], 'iou': s['iou'][i]} for i in order]
-    return out
-
-
-def build_report(cfg: EvalConfig, st: _State, bags: list[dict], wall: float, described: dict,
-                 written: int = 0, workers: int = 1) -> dict:
-    """The report (``report.json``) of a run whose frames are all in ``st``. ``workers`` > 1
-    (parallel runs) only changes ``evaluator_frames_per_s``: model time is spread over them."""
-    class_names = described['class_names']
-    model_s = float(np.sum(st.timings.get('total', [])))
-    metrics = None
-    if st.scored:
-        s = scores(st.conf)
-        gt = st.conf.sum(1)
-        metrics = {'miou': s['miou'], 'iou': dict(zip(class_names, s['iou'])),
-                   'pixel_accuracy': s['pixel_accuracy'],
-                   'mean_accuracy': s['mean_accuracy'], 'fwiou': s['fwiou'],
-                   'pixels': s['pixels'], 'classes_present': int((gt > 0).sum()),
-                   'gt_pixels': dict(zip(class_names, gt.tolist()))}
-    done = st.read
-    model_wall = model_s / max(workers, 1)
-    return {
-        'tool': 'pspnet-ros eval',
-        'created': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-        'mode': 'predictions' if cfg.pred_topic else 'model',
-        'ground_truth': described['ground_truth'],
-        'topics': {'frames': cfg.pred_topic or cfg.image_topic, 'labels': cfg.label_topic},
-        'stamp_tolerance_s': cfg.stamp_tolerance,
-        'bags': [bag_summary(b, class_names) for b in bags],
-        'model': described['model'],
-        'class_names': list(class_names),
-        'ignore_index': described['ignore_index'],
-        'frames': {'read': st.read, 'processed': st.processed, 'scored': st.scored,
-                   'skipped': sum(st.skipped.values()),
-                   'skipped_by_reason': dict(sorted(st.skipped.items())),
-                   'skip_examples': st.examples,
-                   'labels_unmatched': st.labels_unmatched, 'labels_bad': st.labels_bad,
-                   'written_to_bag': written},
-        'metrics': metrics,
-        'confusion': st.conf.tolist(),
-        'latency_ms': {k: rep.percentiles(st.timings.get(k, []))
-                       for k in ('decode', *MODEL_STAGES, 'evaluator')},
-        'throughput': {
-            'wall_s': wall,
-            'frames_per_s': done / wall if wall > 0 else None,
-            'evaluator_frames_per_s': done / (wall - model_wall) if wall > model_wall else None,
-            'model_frames_per_s': len(st.timings.get('total', [])) / model_s
-            if model_s else None},
-        'write_bag': cfg.write_bag or None,
-    }
-
-
-def write_outputs(report: dict, out: Path, timings: dict[str, list[float]], samples: list,
-                  palette: np.ndarray) -> None:
-    """report.json, summary.md, plots and the sample montage in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in rep.PLOT_FILES:      # a previous run's plots must not pass for this run's
-        (out / name).unlink(missing_ok=True)
-    written = rep.plot_all(rep.clean(report), timings, out)
-    if samples:
-        rep.montage(samples, palette, out / 'samples.png', SAMPLE_WIDTH)
-        written.append('samples.png')
-    # report.json and summary.md list the files this run wrote (the returned report does
-    # not change: the same run gives the same report however it is sharded).
-    on_disk = dict(report, files=['report.json', 'summary.md', *written])
-    rep.write_json(on_disk, out / 'report.json')
-    (out / 'summary.md').write_text(rep.markdown(rep.clean(on_disk)))
-
-
-def exit_code(report: dict) -> int:
-    """0 when every bag was read completely, 1 when some bag (or a shard of a parallel run)
-    failed or was cut short but frames were read, 2 when nothing could be read."""
-    bags = report['bags']
-    if all(b['error'] for b in bags) or not report['frames']['read']:
-        return 2
-    if any(b['error'] or b['read_error'] or b['recovered'] for b in bags) \
-            or (report.get('fleet') or {}).get('failed_shards'):
-        return 1
-    return 0

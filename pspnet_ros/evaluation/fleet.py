@@ -10,8 +10,10 @@ import sys
 import time
 from typing import Callable
 
-from .evaluator import build_report, EvalConfig, write_outputs
-from .shards import DEFAULT_SHARD_FRAMES, merge, number, plan_bag, Shard, ShardWorker
+from . import DEFAULT_SHARD_FRAMES
+from .evaluator import EvalConfig
+from .report import build_report, write_outputs
+from .shards import merge, number, plan_bag, Shard, ShardWorker
 
 INSTALL_HINT = ("pip install '.[ray]' in the pspnet_ros source folder, or pip install -r "
                 'requirements-ray.txt')
@@ -100,11 +102,12 @@ def _connect(fc: FleetConfig) -> bool:
 
 
 def run_fleet(cfg: EvalConfig, fc: FleetConfig,
-              on_progress: Callable[[int, list[int]], None] | None = None) -> dict:
-    """Evaluate ``cfg.bags`` on ``fc.workers`` Ray actors and write the merged report to
-    ``cfg.out``; returns it. ``on_progress(frames read, worker pids)`` is called while it
-    runs. A shard whose worker dies or raises is retried once on a fresh worker, then reported
-    in its bag's ``error`` and in ``report['fleet']``."""
+              on_progress: Callable[[int, list[int]], None] | None = None,
+              worker: type[ShardWorker] = ShardWorker) -> dict:
+    """Evaluate ``cfg.bags`` on ``fc.workers`` Ray actors (instances of ``worker``) and write
+    the merged report to ``cfg.out``; returns it. ``on_progress(frames read, worker pids)`` is
+    called while it runs. A shard whose worker dies or raises is retried once on a fresh
+    worker, then reported in its bag's ``error`` and in ``report['fleet']``."""
     cfg.validate()
     fc.validate()
     if cfg.write_bag:
@@ -114,23 +117,23 @@ def run_fleet(cfg: EvalConfig, fc: FleetConfig,
     t_start = time.perf_counter()
     started = _connect(fc)
     try:
-        return _run(ray, cfg, fc, on_progress, t_start)
+        return _run(ray, cfg, fc, on_progress, t_start, worker)
     finally:
         if started:
             ray.shutdown()
 
 
-def _run(ray, cfg: EvalConfig, fc: FleetConfig, on_progress, t_start: float) -> dict:
-    fault = os.environ.get('PSPNET_EVAL_FAULT', '')
+def _run(ray, cfg: EvalConfig, fc: FleetConfig, on_progress, t_start: float,
+         worker: type[ShardWorker]) -> dict:
     threads = max(1, int(fc.cpus_per_worker))
     device = 'cuda' if fc.gpus_per_worker > 0 and fc.device == 'cpu' else fc.device
-    worker_cls = ray.remote(ShardWorker)
+    worker_cls = ray.remote(worker)
     worker_cfg = EvalConfig(**{**vars(cfg), 'progress': False, 'bags': list(cfg.bags)})
 
     def new_worker():
         return worker_cls.options(num_cpus=fc.cpus_per_worker,
                                   num_gpus=fc.gpus_per_worker).remote(
-            worker_cfg, fc.model, fc.backend, device, fc.label_set, threads, fault)
+            worker_cfg, fc.model, fc.backend, device, fc.label_set, threads)
 
     # Plans, the progress counter and the workers (each loading the model) start together.
     planner = ray.remote(num_cpus=0)(plan_bag)

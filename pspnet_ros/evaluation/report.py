@@ -1,15 +1,150 @@
-"""Evaluation report: JSON, Markdown summary, matplotlib plots and a sample montage."""
+"""Evaluation report: assembly from the evaluation state, JSON, Markdown summary, matplotlib
+plots, a sample montage and the exit status."""
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-STAGES = ('decode', 'convert', 'preprocess', 'inference', 'postprocess', 'total', 'evaluator')
+from ..core.metrics import scores
+
+if TYPE_CHECKING:
+    from .evaluator import EvalConfig
+    from .state import EvalState
+
+MODEL_STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'total')
+STAGES = ('decode', *MODEL_STAGES, 'evaluator')
+SAMPLE_WIDTH = 320
+# Bag entry fields that are problems (error) or warnings, in the order they are printed.
+BAG_PROBLEMS = ('error', 'recovered', 'read_error', 'count_mismatch')
+
+
+def bag_summary(info: dict, class_names: Sequence[str], worst: int = 3) -> dict:
+    """A bag's report entry: ``info`` without its confusion matrix ``_conf``, plus its mIoU
+    and the ``worst`` classes (lowest IoU among those in the bag's ground truth)."""
+    out = {k: v for k, v in info.items() if k != '_conf'}
+    conf = info['_conf']
+    out['miou'], out['worst_classes'] = None, []
+    if info['frames_scored'] and conf.sum():
+        s = scores(conf)
+        present = np.flatnonzero(conf.sum(1) > 0)
+        out['miou'] = s['miou']
+        order = sorted(present.tolist(), key=lambda i: (s['iou'][i], i))[:worst]
+        out['worst_classes'] = [{'class': class_names[i], 'iou': s['iou'][i]} for i in order]
+    return out
+
+
+def build_report(cfg: 'EvalConfig', st: 'EvalState', bags: list[dict], wall: float,
+                 described: dict, written: int = 0, workers: int = 1) -> dict:
+    """The report (``report.json``) of a run whose frames are all in ``st``. ``workers`` > 1
+    (parallel runs) only changes ``evaluator_frames_per_s``: model time is spread over them.
+    ``metrics`` is None when no ground-truth pixel was scored."""
+    class_names = described['class_names']
+    model_s = float(np.sum(st.timings.get('total', [])))
+    metrics = None
+    if st.scored and st.conf.sum():
+        s = scores(st.conf)
+        gt = st.conf.sum(1)
+        metrics = {'miou': s['miou'], 'iou': dict(zip(class_names, s['iou'])),
+                   'pixel_accuracy': s['pixel_accuracy'],
+                   'mean_accuracy': s['mean_accuracy'], 'fwiou': s['fwiou'],
+                   'pixels': s['pixels'], 'classes_present': int((gt > 0).sum()),
+                   'gt_pixels': dict(zip(class_names, gt.tolist()))}
+    done = st.read
+    model_wall = model_s / max(workers, 1)
+    return {
+        'tool': 'pspnet-ros eval',
+        'created': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+        'mode': 'predictions' if cfg.pred_topic else 'model',
+        'ground_truth': described['ground_truth'],
+        'topics': {'frames': cfg.pred_topic or cfg.image_topic, 'labels': cfg.label_topic},
+        'stamp_tolerance_s': cfg.stamp_tolerance,
+        'bags': [bag_summary(b, class_names) for b in bags],
+        'model': described['model'],
+        'class_names': list(class_names),
+        'ignore_index': described['ignore_index'],
+        'frames': {'read': st.read, 'processed': st.processed, 'scored': st.scored,
+                   'skipped': sum(st.skipped.values()),
+                   'skipped_by_reason': dict(sorted(st.skipped.items())),
+                   'skip_examples': st.examples,
+                   'labels_unmatched': st.labels_unmatched, 'labels_bad': st.labels_bad,
+                   'labels_outside_class_set': {
+                       'pixels': st.label_pixels_outside, 'frames': st.frames_labels_outside,
+                       'ids': sorted(int(i) for i in st.outside_ids)},
+                   'written_to_bag': written},
+        'metrics': metrics,
+        'confusion': st.conf.tolist(),
+        'latency_ms': {k: percentiles(st.timings.get(k, [])) for k in STAGES},
+        'throughput': {
+            'wall_s': wall,
+            'frames_per_s': done / wall if wall > 0 else None,
+            'evaluator_frames_per_s': done / (wall - model_wall) if wall > model_wall else None,
+            'model_frames_per_s': len(st.timings.get('total', [])) / model_s
+            if model_s else None},
+        'write_bag': cfg.write_bag or None,
+    }
+
+
+def write_outputs(report: dict, out: Path, timings: dict[str, list[float]], samples: list,
+                  palette: np.ndarray) -> None:
+    """report.json, summary.md, plots and the sample montage in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in PLOT_FILES:      # a previous run's plots must not pass for this run's
+        (out / name).unlink(missing_ok=True)
+    written = plot_all(clean(report), timings, out)
+    if samples:
+        montage(samples, palette, out / 'samples.png', SAMPLE_WIDTH)
+        written.append('samples.png')
+    # report.json and summary.md list the files this run wrote (the returned report does
+    # not change: the same run gives the same report however it is sharded).
+    on_disk = dict(report, files=['report.json', 'summary.md', *written])
+    write_json(on_disk, out / 'report.json')
+    (out / 'summary.md').write_text(markdown(clean(on_disk)))
+
+
+def failure(report: dict) -> str:
+    """Why a run gave no result ('' when it gave one): nothing read, no frame decoded, or
+    ground truth given but no pixel of it could be scored."""
+    fr = report['frames']
+    if all(b['error'] for b in report['bags']) or not fr['read']:
+        return 'no frames were read from the given bags'
+    if not fr['processed']:
+        kind = 'prediction' if report['mode'] == 'predictions' else 'image'
+        return (f'none of the {fr["read"]} frames read could be decoded as an {kind} '
+                f'({_reasons(fr)})')
+    if report['ground_truth'] and not report['metrics']:
+        out = fr.get('labels_outside_class_set') or {}
+        if out.get('pixels'):
+            n = len(report['class_names'])
+            return (f'nothing could be scored: every ground-truth pixel compared was outside '
+                    f'the class set [0, {n}) and not the ignore index '
+                    f'{report["ignore_index"]} (label ids seen: '
+                    f'{", ".join(map(str, out["ids"]))}); pass --ignore-index or check that '
+                    'the labels use this label set')
+        why = _reasons(fr) if fr['skipped'] else 'every label pixel was the ignore index'
+        return f'nothing could be scored against the ground truth ({why})'
+    return ''
+
+
+def _reasons(fr: dict) -> str:
+    return ', '.join(f'{k}: {v}' for k, v in fr['skipped_by_reason'].items()) or 'no reason'
+
+
+def exit_code(report: dict) -> int:
+    """0 when every bag was read completely, 1 when some bag (or a shard of a parallel run)
+    failed, was cut short or held fewer frames than its index declares, but results were
+    given, 2 when there is no result (``failure``)."""
+    if failure(report):
+        return 2
+    if any(b['error'] or b['read_error'] or b['recovered'] or b.get('count_mismatch')
+           for b in report['bags']) or (report.get('fleet') or {}).get('failed_shards'):
+        return 1
+    return 0
 
 
 def percentiles(values: Sequence[float]) -> dict | None:
@@ -49,7 +184,7 @@ def markdown(report: dict) -> str:
              '- bags: ' + ', '.join(f'`{b["path"]}` ({b["storage"] or "?"})'
                                     for b in report['bags'])]
     for b in report['bags']:
-        for key in ('error', 'recovered', 'read_error'):
+        for key in BAG_PROBLEMS:
             if b.get(key):
                 lines.append(f'- **{key.replace("_", " ")}** in `{b["path"]}`: {b[key]}')
     if report.get('model'):
@@ -60,6 +195,11 @@ def markdown(report: dict) -> str:
               f'- read: {fr["read"]}, processed: {fr["processed"]}, scored against ground '
               f'truth: {fr["scored"]}, skipped: {fr["skipped"]}',
               f'- labels without a matching frame: {fr["labels_unmatched"]}']
+    outside = fr.get('labels_outside_class_set') or {}
+    if outside.get('pixels'):
+        lines.append(f'- **label pixels outside the class set** (not scored): '
+                     f'{outside["pixels"]} in {outside["frames"]} frames, ids '
+                     f'{", ".join(map(str, outside["ids"]))}')
     if fr['skipped_by_reason']:
         lines += ['', '| reason | frames | example |', '|---|---:|---|']
         for r, n in sorted(fr['skipped_by_reason'].items()):

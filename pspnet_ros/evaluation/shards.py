@@ -6,18 +6,16 @@ from dataclasses import dataclass
 import math
 import os
 from pathlib import Path
-import signal
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from . import DEFAULT_SHARD_FRAMES
 from .bagio import BagError, BagSource
-from .evaluator import _State, BagEvaluator, EvalConfig
+from .evaluator import BagEvaluator, EvalConfig
 from .matching import LabelDir
+from .state import EvalState
 
-# Shards of a long bag hold ~this many frames by default.
 # A shard reads labels this far (plus the stamp tolerance) beyond its time range, so frames at
 # its edges find labels recorded just across the boundary.
 SHARD_MARGIN_S = 2.0
@@ -81,12 +79,6 @@ def number(shards: Sequence[Shard], samples: int) -> list[Shard]:
             for i, s in enumerate(shards)]
 
 
-def plan(cfg: EvalConfig, shard_frames: int = DEFAULT_SHARD_FRAMES) -> list[Shard]:
-    """All shards of ``cfg.bags``, planned in this process."""
-    return number([s for i, b in enumerate(cfg.bags) for s in plan_bag(b, i, cfg, shard_frames)],
-                  cfg.samples)
-
-
 def make_evaluator(cfg: EvalConfig, model: str = '', backend: str = 'torch', device: str = 'cpu',
                    label_set: str = '') -> BagEvaluator:
     """The evaluator ``pspnet-ros eval`` runs: the model from ``model`` (a card; default the
@@ -103,20 +95,15 @@ def make_evaluator(cfg: EvalConfig, model: str = '', backend: str = 'torch', dev
 
 class ShardWorker:
     """Evaluates shards one after another in one process, with the model loaded once (on Ray,
-    one actor per worker).
-
-    ``fault`` (``BAG_NAME:N``, tests only) makes the process kill itself with SIGKILL when it
-    reads the N-th frame of a shard of that bag.
-    """
+    one actor per worker)."""
 
     def __init__(self, cfg: EvalConfig, model: str = '', backend: str = 'torch',
-                 device: str = 'cpu', label_set: str = '', threads: int = 0, fault: str = ''):
+                 device: str = 'cpu', label_set: str = '', threads: int = 0):
         if threads > 0:
             import torch
             torch.set_num_threads(threads)
         self.cfg = dataclasses.replace(cfg, progress=False, write_bag='')
         self.ev = make_evaluator(self.cfg, model, backend, device, label_set)
-        self.fault = fault.rsplit(':', 1) if fault else None
 
     def describe(self) -> dict:
         """What the report needs from the model and label set, and where this worker runs."""
@@ -125,6 +112,10 @@ class ShardWorker:
         out['node'] = _node_id()
         return out
 
+    def frame_read(self, shard: Shard, frames: int) -> None:
+        """Called after each frame of ``shard`` is read (``frames`` so far); a hook for
+        subclasses."""
+
     def run(self, shard: Shard, progress: Any = None) -> dict:
         """Evaluate ``shard``: its bag entry (with ``_conf``) and evaluator state. ``progress``
         (a Ray actor handle with ``set(shard_id, frames)``) hears about frames read."""
@@ -132,11 +123,9 @@ class ShardWorker:
         ev.reset()
         ev.cfg.samples = shard.samples
         last = [0.0]
-        name = Path(shard.path).name
 
         def on_read(n: int) -> None:
-            if self.fault and self.fault[0] == name and n == int(self.fault[1]):
-                os.kill(os.getpid(), signal.SIGKILL)
+            self.frame_read(shard, n)
             now = time.monotonic()
             if progress is not None and now - last[0] > 0.25:
                 last[0] = now
@@ -164,10 +153,10 @@ def _node_id() -> str:
 
 
 def merge(cfg: EvalConfig, shards: Sequence[Shard], results: dict[int, dict],
-          failures: dict[int, str], num_classes: int) -> tuple[_State, list[dict]]:
+          failures: dict[int, str], num_classes: int) -> tuple[EvalState, list[dict]]:
     """One state and one report entry per bag from shard results, in bag order; a failed
     shard's reason becomes its bag's ``error``. Equal to evaluating the bags in turn."""
-    st = _State(num_classes, np.zeros((num_classes, num_classes), np.int64))
+    st = EvalState.empty(num_classes)
     bags = []
     for bag_index, path in enumerate(cfg.bags):
         parts = [s for s in shards if s.bag_index == bag_index]
@@ -187,6 +176,8 @@ def merge(cfg: EvalConfig, shards: Sequence[Shard], results: dict[int, dict],
         for info in infos:
             for key in ('storage', 'error', 'recovered', 'read_error'):
                 entry[key] = entry[key] or info[key]
+            if info.get('count_mismatch'):
+                entry['count_mismatch'] = info['count_mismatch']
             for key in ('frames_read', 'frames_scored', '_conf'):
                 entry[key] = entry[key] + info[key]
         entry['error'] = '; '.join([e for e in [entry['error']] if e] + errors)

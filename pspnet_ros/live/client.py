@@ -35,7 +35,7 @@ def start_node(params_file: str | os.PathLike | None = None, domain_id: int | No
                ros_args: list[str] | None = None, log_path: str | os.PathLike | None = None,
                env: dict | None = None,
                fastdds_profile: str | os.PathLike | None = None) -> subprocess.Popen:
-    """Start ``segment_node`` in its own process (``python -m pspnet_ros.segment_node``).
+    """Start ``segment_node`` in its own process (``python -m pspnet_ros.node``).
 
     The node gets a Fast DDS profile as ``segment.launch.py`` gives it: ``fastdds_profile``,
     else the one already named in the environment, else the shipped large-frames profile;
@@ -46,7 +46,7 @@ def start_node(params_file: str | os.PathLike | None = None, domain_id: int | No
     """
     from ..core.threads import child_env
     from .transport import PROFILE_ENV, profile_env
-    cmd = [sys.executable, '-m', 'pspnet_ros.segment_node', '--ros-args']
+    cmd = [sys.executable, '-m', 'pspnet_ros.node', '--ros-args']
     if params_file:
         cmd += ['--params-file', str(params_file)]
     cmd += list(ros_args or [])
@@ -160,13 +160,20 @@ class LiveClient(Node):
             self.sent[stamp_key(msg.header)] = time.monotonic()
         self.pub.publish(msg)
 
-    def wait_for_node(self, executor, timeout: float = 60.0) -> bool:
-        """Spin until the node subscribes to our image topic and label_info arrived."""
+    def wait_for_node(self, executor, timeout: float = 60.0, failed=None) -> bool:
+        """Spin until the node subscribes to our image topic and label_info arrived. With
+        ``failed`` (a callable giving a reason, or '' while all is well, checked about every
+        0.5 s) stop early, False, as soon as it gives one."""
         end = time.monotonic() + timeout
+        check = 0.0
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
             if self.pub.get_subscription_count() > 0 and self.label_info is not None:
                 return True
+            if failed is not None and time.monotonic() >= check:
+                check = time.monotonic() + 0.5
+                if failed():
+                    return False
         return False
 
     def complete(self, key: int) -> bool:

@@ -1,17 +1,22 @@
-"""``pspnet-ros eval`` and ``pspnet-ros make-bag`` subcommands."""
+"""``pspnet-ros eval``: replay ROS 2 bags through the model (or read recorded masks) and score
+them against ground-truth labels."""
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
-from ..core.image import DEFAULT_MAX_PIXELS
+from .common import add_model_args, add_overwrite_arg, remove_bag_for_overwrite
+
+# The evaluation package's defaults, repeated here so --help loads no numpy (a test checks
+# they agree).
+DEFAULT_MAX_PIXELS = 8192 * 8192
+DEFAULT_SHARD_FRAMES = 500
 
 
 def cmd_eval(args) -> int:
-    from .bagio import BagError
-    from .evaluator import EvalConfig, exit_code
-    from .shards import make_evaluator
+    from ..evaluation.bagio import BagError
+    from ..evaluation.evaluator import EvalConfig
+    from ..evaluation.report import exit_code
+    from ..evaluation.shards import make_evaluator
     cfg = EvalConfig(bags=args.bags, image_topic=args.image_topic, label_topic=args.label_topic,
                      labels_dir=args.labels_dir, pred_topic=args.pred_topic,
                      stamp_tolerance=args.stamp_tolerance, out=args.out,
@@ -21,6 +26,8 @@ def cmd_eval(args) -> int:
                      max_pixels=args.max_pixels, ignore_index=args.ignore_index,
                      max_pending=args.max_pending, progress=not args.no_progress)
     cfg.validate()
+    if args.write_bag and args.overwrite:
+        remove_bag_for_overwrite(args.write_bag)
     if args.workers > 1 or args.ray_address:
         return _eval_on_ray(args, cfg)
     if args.gpus_per_worker:
@@ -32,15 +39,17 @@ def cmd_eval(args) -> int:
     try:
         report = ev.run()
     except (BagError, FileExistsError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
+        print(f'error: {exc}' + (' (or pass --overwrite)' if isinstance(exc, FileExistsError)
+                                 else ''), file=sys.stderr)
         return 2
-    _print_summary(report, cfg)
+    print_summary(report, cfg)
     return exit_code(report)
 
 
 def _eval_on_ray(args, cfg) -> int:
-    from .evaluator import exit_code
-    from .fleet import FleetConfig, FleetError, INSTALL_HINT, ray_available, run_fleet
+    from ..evaluation.fleet import FleetConfig, FleetError, INSTALL_HINT, ray_available, \
+        run_fleet
+    from ..evaluation.report import exit_code
     if not ray_available():
         print(f'error: --workers {args.workers}{" --ray-address" if args.ray_address else ""} '
               f'runs on Ray, which is not installed here; install it with: {INSTALL_HINT}',
@@ -55,26 +64,36 @@ def _eval_on_ray(args, cfg) -> int:
     except FleetError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    _print_summary(report, cfg)
+    print_summary(report, cfg)
     fl = report['fleet']
     print(f'{len(fl["shards"])} shards on {fl["workers"]} Ray workers ({fl["nodes"]} node(s)), '
           f'{fl["retries"]} retried, {fl["failed_shards"]} failed')
     return exit_code(report)
 
 
-def _print_summary(report: dict, cfg) -> None:
-    from .evaluator import exit_code
+def print_summary(report: dict, cfg) -> None:
+    """Problems on stderr (one line each), then the scores; only the problems when the run
+    gave no result."""
+    from ..evaluation.report import BAG_PROBLEMS, failure
     for b in report['bags']:
-        for key in ('error', 'recovered', 'read_error'):
-            if b[key]:
+        for key in BAG_PROBLEMS:
+            if b.get(key):
                 print(f'{"error" if key == "error" else "warning"}: {b[key]}', file=sys.stderr)
-    code = exit_code(report)
-    if code == 2:           # nothing read: the errors above say why; no scores to show
-        if not any(b['error'] for b in report['bags']):
-            print('error: no frames were read from the given bags', file=sys.stderr)
+    fr = report['frames']
+    outside = fr.get('labels_outside_class_set') or {}
+    if outside.get('pixels'):
+        print(f'warning: {outside["pixels"]} ground-truth pixels in {outside["frames"]} frames '
+              f'have ids outside the class set [0, {len(report["class_names"])}) and not the '
+              f'ignore index {report["ignore_index"]} (ids {", ".join(map(str, outside["ids"]))})'
+              '; they are not scored', file=sys.stderr)
+    why = failure(report)
+    if why:
+        said = any(b['error'] for b in report['bags'])     # each bag's error is above
+        if not (why.startswith('no frames were read') and said):
+            print(f'error: {why}', file=sys.stderr)
         print(f'(details: {cfg.out}/report.json)', file=sys.stderr)
         return
-    fr, met, th = report['frames'], report['metrics'], report['throughput']
+    met, th = report['metrics'], report['throughput']
     line = (f'frames read {fr["read"]}, scored {fr["scored"]}, skipped {fr["skipped"]}'
             + (f' ({", ".join(f"{k}: {v}" for k, v in fr["skipped_by_reason"].items())})'
                if fr['skipped'] else ''))
@@ -88,28 +107,13 @@ def _print_summary(report: dict, cfg) -> None:
           + (f'; predictions to {cfg.write_bag}' if cfg.write_bag else ''))
 
 
-def cmd_make_bag(args) -> int:
-    from .makebag import make_bag
-    image_topic = args.image_topic
-    if image_topic is None:
-        image_topic = '/camera/image_raw/compressed' if args.compressed else '/camera/image_raw'
-    summary = make_bag(args.images, args.labels, args.out, rate=args.rate,
-                       compressed=args.compressed, storage=args.storage,
-                       image_topic=image_topic, label_topic=args.label_topic,
-                       frame_id=args.frame_id, limit=args.limit, start_stamp=args.start_stamp)
-    summary.pop('files')
-    print(json.dumps(summary, indent=1))
-    return 0
-
-
 def register(subparsers) -> None:
-    from ..cli.common import add_model_args
-    from . import DEFAULT_START_STAMP
     p = subparsers.add_parser(
         'eval', help='replay ROS 2 bags through the model and score against label images',
         description='Replay ROS 2 bags (sqlite3 or mcap) through the model, or read recorded '
         'masks (--pred-topic), match frames to ground-truth labels by header stamp and write '
-        'report.json, summary.md, plots and a sample montage. See docs/EVALUATION.md.')
+        'report.json, summary.md, plots and a sample montage. "pspnet-ros bag-info BAG" lists '
+        "a bag's image and label topics. See docs/EVALUATION.md.")
     p.add_argument('bags', nargs='+', metavar='BAG', help='bag folders or .db3/.mcap files')
     p.add_argument('--image-topic', default='', help='sensor_msgs/Image or CompressedImage '
                    'topic to segment')
@@ -122,7 +126,8 @@ def register(subparsers) -> None:
                     'by stamp (<ns>.png or <sec>.<nsec>.png) or matched by index in name order')
     p.add_argument('--stamp-tolerance', type=float, default=0.0, help='match the nearest label '
                    'within this many seconds (default 0: exact stamps)')
-    p.add_argument('--out', default='eval_out', help='report folder (default: eval_out)')
+    p.add_argument('--out', default='eval_out', help='report folder (default: eval_out; its '
+                   'previous report files are replaced)')
     p.add_argument('--write-bag', default='', help='also write mask, color_mask and occupancy '
                    'to this new bag')
     p.add_argument('--write-storage', choices=('sqlite3', 'mcap'), default='sqlite3',
@@ -132,6 +137,7 @@ def register(subparsers) -> None:
     p.add_argument('--no-write-labels', dest='write_labels', action='store_false',
                    help='do not copy --label-topic into --write-bag (by default it is copied, '
                    'so the prediction bag can be scored alone with --pred-topic)')
+    add_overwrite_arg(p, 'replace an existing --write-bag bag')
     p.add_argument('--samples', type=int, default=4, help='frames in samples.png (default 4)')
     p.add_argument('--limit', type=int, default=0, help='at most this many frames per bag')
     p.add_argument('--ignore-index', type=int, default=None, help='label id not scored '
@@ -144,7 +150,6 @@ def register(subparsers) -> None:
                    'label before they count as unlabelled (default 256)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     add_model_args(p)
-    from . import DEFAULT_SHARD_FRAMES
     ray = p.add_argument_group('parallel, on Ray', 'many bags, and long bags split in time '
                                'ranges, on several processes or machines; needs pip install '
                                "'.[ray]' (see docs/EVALUATION.md)")
@@ -160,21 +165,3 @@ def register(subparsers) -> None:
                      help='split bags with more frames into time ranges of about this many '
                      f'(default {DEFAULT_SHARD_FRAMES}; 0: never)')
     p.set_defaults(func=cmd_eval)
-
-    p = subparsers.add_parser(
-        'make-bag', help='build a labelled bag from image and label folders',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('images', help='image folder, e.g. ../shared/data/camvid/val')
-    p.add_argument('labels', help='label folder (same file stems), e.g. .../valannot')
-    p.add_argument('out', help='new bag folder')
-    p.add_argument('--rate', type=float, default=10.0, help='frames per second of header time')
-    p.add_argument('--compressed', action='store_true', help='JPEG CompressedImage frames')
-    p.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
-    p.add_argument('--image-topic', default=None, help='default /camera/image_raw '
-                   '(/camera/image_raw/compressed with --compressed)')
-    p.add_argument('--label-topic', default='/camera/labels')
-    p.add_argument('--frame-id', default='camera')
-    p.add_argument('--limit', type=int, default=None, help='first N pairs in name order')
-    p.add_argument('--start-stamp', type=float, default=DEFAULT_START_STAMP,
-                   help='header stamp of the first frame, seconds')
-    p.set_defaults(func=cmd_make_bag)

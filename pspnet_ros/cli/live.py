@@ -1,4 +1,5 @@
-"""``pspnet-ros live``: replay a bag through a running (or freshly started) node and score it."""
+"""``pspnet-ros live``: replay a bag through a running (or freshly started) node and score
+it."""
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,10 @@ def cmd_live(args) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from ..core import get_label_set
     from ..evaluation.bagio import BagError, BagSource
-    from .client import LiveClient, default_params_file, start_node, stop_node
-    from .replay import IMAGE_TYPES, replay_cameras
-    from .transport import use_large_frames_profile
+    from ..live.client import diag_values, LiveClient, default_params_file, start_node, \
+        stop_node
+    from ..live.replay import IMAGE_TYPES, replay_cameras
+    from ..live.transport import use_large_frames_profile
     if args.rate_factor <= 0:
         raise ValueError(f'--rate-factor must be > 0, got {args.rate_factor}')
     if args.limit is not None and args.limit < 1:
@@ -109,15 +111,31 @@ def cmd_live(args) -> int:
           + f' and publish ~/label_info (ROS_DOMAIN_ID {domain}'
           + (', starting it' if proc is not None else '') + '; Ctrl-C to stop)...',
           file=sys.stderr, flush=True)
+    failed = (lambda: node_failure(proc, out / 'node.log')) if proc is not None else None
     try:
         for cam, client in clients.items():
-            if not client.wait_for_node(ex, args.wait):
-                print(f'error: no node at {args.node} subscribed to {client.pub.topic_name} '
-                      f'within {args.wait:g} s in ROS_DOMAIN_ID {domain} (start one, or pass '
-                      '--start-node)', file=sys.stderr)
+            if not client.wait_for_node(ex, args.wait, failed):
+                why = failed() if failed is not None else ''
+                if why:
+                    print(f'error: the node started here failed: {why} (its log: '
+                          f'{out / "node.log"})', file=sys.stderr)
+                elif proc is not None:
+                    print(f'error: the node started here did not subscribe to '
+                          f'{client.pub.topic_name} within {args.wait:g} s (its log: '
+                          f'{out / "node.log"})', file=sys.stderr)
+                else:
+                    print(f'error: no node at {args.node} subscribed to '
+                          f'{client.pub.topic_name} within {args.wait:g} s in ROS_DOMAIN_ID '
+                          f'{domain} (start one, or pass --start-node)', file=sys.stderr)
                 return 2
-        client.spin_until(ex, lambda: False, 1.0)
-        print(f'node up; publishing {args.bag} at {args.rate_factor:g}x real rate...',
+        # The backend that actually runs (after any fallback) is in the node's diagnostics.
+        client.spin_until(ex, lambda: bool(client.diagnostics), 5.0)
+        ran = diag_values(client.diagnostics[-1], client.node_name, client.camera) \
+            if client.diagnostics else {}
+        backend = ran.get('backend', '')
+        print(f'node up (backend {backend or "unknown: no diagnostics yet"}'
+              + (f' on {ran["device"]}' if ran.get('device') else '')
+              + f'); publishing {args.bag} at {args.rate_factor:g}x real rate...',
               file=sys.stderr, flush=True)
         ls = get_label_set(client.label_info['label_set'])
         try:
@@ -141,7 +159,9 @@ def cmd_live(args) -> int:
     for rep in reps.values():
         rep.pop('samples', None)      # images: not for JSON
     doc = reps[''] if not multi else {'cameras': reps, **_spread(reps)}
+    doc['backend'] = backend
     (out / 'live_report.json').write_text(json.dumps(doc, indent=1, default=float) + '\n')
+    print(f'backend {backend or "unknown"}')
     for cam, rep in reps.items():
         _print_report(rep, f'{cam}: ' if multi else '')
     if multi:
@@ -149,6 +169,25 @@ def cmd_live(args) -> int:
               f'spread {doc["output_rate_spread"] * 100:.1f} % of the mean')
     print(f'wrote {out / "live_report.json"}')
     return 0
+
+
+def node_failure(proc, log: Path) -> str:
+    """Why a node this command started failed, in one line ('' while it looks healthy): its
+    exit, or the first ERROR its log shows (e.g. ``configure failed: ...``)."""
+    error = ''
+    try:
+        for line in log.read_text(errors='replace').splitlines():
+            if '[ERROR]' in line or 'configure failed' in line:
+                error = line.split(']: ', 1)[-1].strip()
+                break
+    except OSError:
+        pass
+    if len(error) > 300:
+        error = error[:297] + '...'
+    code = proc.poll()
+    if code is not None:
+        return f'it exited with code {code}' + (f': {error}' if error else '')
+    return error
 
 
 def _spread(reps: dict[str, dict]) -> dict:
