@@ -1,0 +1,489 @@
+"""ROS side of the ground-plane semantic grid: camera_info, depth and camera pose in;
+nav_msgs/OccupancyGrid per class group and a PointCloud2 of obstacle points out.
+
+The projection itself is ``core.ground``; this module turns messages into its inputs, keeps
+the latest evidence of each camera and publishes the fused grids in the base frame, stamped
+with the frame's stamp. The segmentation node calls ``GroundGrid.on_frame`` once per
+published frame; nothing is computed while nobody subscribes to a ground output.
+"""
+from __future__ import annotations
+
+import array
+from dataclasses import dataclass
+import math
+import threading
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..core.ground import (CameraPose, cell_classes, ClassRoles, DepthPairer, DEPTH_ENCODINGS,
+                           Evidence, GridSpec, GroundError, GroundFusion, GroundProjector,
+                           group_grid, Intrinsics)
+from ..core.labels import LabelSet
+
+POSE_SOURCES = ('auto', 'tf', 'parameters')
+# (name, label, topic, output) of a camera: see GroundGrid
+CameraSpec = tuple[str, str, Callable[[str], str], Callable[[str], str]]
+POINTS = 'obstacle_points'
+FLOAT32 = 7    # sensor_msgs/PointField.FLOAT32
+
+# name -> (default, description); the node declares them with the rest of its parameters.
+GROUND_PARAMETERS = {
+    'ground.enabled': (False, 'publish the ground-plane semantic grid (~/ground/<group>, '
+                       '~/ground/obstacle_points); needs camera_info and the camera pose'),
+    'ground.base_frame': ('base_link', 'frame of the grids and points (REP-105, z up); the '
+                          'ground is the plane z = ground.ground_z in it'),
+    'ground.pose_source': ('auto', 'camera pose: tf (base_frame -> the image frame_id, the '
+                           'optical frame), parameters (ground.camera_poses), or auto: '
+                           'parameters for cameras listed there, else tf when tf2_ros imports'),
+    'ground.camera_poses': ([''], 'camera body pose in base_frame, x forward (URDF '
+                            'camera_link): "x,y,z,roll,pitch,yaw" (metres, radians; pitch > 0 '
+                            'looks down) or "camera:x,y,z,roll,pitch,yaw" per camera'),
+    'ground.resolution': (0.1, 'grid cell size, metres'),
+    'ground.size': ([20.0, 20.0], 'grid extent [x, y], metres'),
+    'ground.origin': ([-10.0, -10.0], "base-frame [x, y] of the grid's lower-left corner"),
+    'ground.max_range': (10.0, 'metres from a camera beyond which nothing is marked'),
+    'ground.ground_z': (0.0, 'height of the ground plane in base_frame, metres'),
+    'ground.ground_classes': ([''], 'classes projected where seen; [] = the label set default '
+                              '(CamVid: road, pavement)'),
+    'ground.obstacle_classes': ([''], 'classes marked at their footprint only; [] = the label '
+                                'set default'),
+    'ground.groups': ([''], 'one OccupancyGrid per group, "name:class,class"; [] = the label '
+                      'set default (CamVid: drivable:road and obstacle:car,pedestrian,...)'),
+    'ground.group_costs': ([''], '"name:cost,other_cost": cell value where the group is seen '
+                           'and where another class is; default 100,0 (drivable: 0,100)'),
+    'ground.use_depth': (False, 'subscribe an aligned depth image (depth/image; 16UC1 mm or '
+                         '32FC1 m) and place every pixel at its 3D point'),
+    'ground.depth_tolerance': (0.0, 'seconds between a frame and its depth image; 0 = the '
+                               'exact stamp. Unmatched frames are counted, not projected'),
+    'ground.height_band': ([0.05, 2.0], 'with depth: obstacle points count between these '
+                           'heights above the ground, metres'),
+    'ground.sync_tolerance': (0.1, 'the fused grid takes the latest evidence of each camera '
+                              'stamped within this many seconds of the frame'),
+    'ground.rectified': (False, 'the image is rectified: use camera_info P and no distortion'),
+}
+
+
+@dataclass(frozen=True)
+class GroundConfig:
+    """The ground grid's settings, checked."""
+
+    base_frame: str
+    pose_source: str
+    poses: dict
+    grid: GridSpec
+    roles: ClassRoles
+    costs: dict
+    max_range: float = 10.0
+    ground_z: float = 0.0
+    use_depth: bool = False
+    depth_tolerance: float = 0.0
+    height_band: tuple = (0.05, 2.0)
+    sync_tolerance: float = 0.1
+    rectified: bool = False
+
+
+def _names(values) -> list[str]:
+    return [v.strip() for v in (values or []) if v and v.strip()]
+
+
+def ground_config(p: Mapping, labels: LabelSet, cameras: Sequence[str]) -> GroundConfig | None:
+    """``GroundConfig`` from the node's parameter values (``ground.*``), or None when
+    disabled. ``cameras`` are the node's camera names ('' for a single camera). Raises
+    ``ValueError`` naming the parameter at fault."""
+    if not p.get('ground.enabled', False):
+        return None
+    source = p.get('ground.pose_source', 'auto')
+    if source not in POSE_SOURCES:
+        raise ValueError(f'ground.pose_source must be one of {", ".join(POSE_SOURCES)}, got '
+                         f'{source!r}')
+    poses = {}
+    for entry in _names(p.get('ground.camera_poses')):
+        name, _, nums = entry.rpartition(':')
+        name = name.strip()
+        if name not in cameras:
+            raise ValueError(f'ground.camera_poses entry {entry!r}: camera {name or "(none)"!r} '
+                             f'is not one of the cameras {[c or "(single)" for c in cameras]}'
+                             + ('; a single-camera node takes "x,y,z,roll,pitch,yaw"'
+                                if cameras == [''] or list(cameras) == [''] else ''))
+        try:
+            vals = tuple(float(v) for v in nums.split(','))
+        except ValueError:
+            vals = ()
+        if len(vals) != 6 or not all(math.isfinite(v) for v in vals):
+            raise ValueError(f'ground.camera_poses entry {entry!r}: expected six numbers '
+                             'x,y,z,roll,pitch,yaw (metres, radians)')
+        poses[name] = vals
+    if source == 'parameters':
+        missing = [c or '(single)' for c in cameras if c not in poses]
+        if missing:
+            raise ValueError(f'ground.pose_source is parameters but ground.camera_poses has no '
+                             f'pose for camera(s) {missing}')
+    size = list(p.get('ground.size', [20.0, 20.0]))
+    origin = list(p.get('ground.origin', [-10.0, -10.0]))
+    if len(size) != 2 or len(origin) != 2:
+        raise ValueError(f'ground.size and ground.origin take [x, y], got {size} and {origin}')
+    band = list(p.get('ground.height_band', [0.05, 2.0]))
+    if len(band) != 2:
+        raise ValueError(f'ground.height_band takes [low, high] metres, got {band}')
+    groups = None
+    if _names(p.get('ground.groups')):
+        groups = {}
+        for entry in _names(p.get('ground.groups')):
+            name, sep, classes = entry.partition(':')
+            if not sep or not name.strip() or not _names(classes.split(',')):
+                raise ValueError(f'ground.groups entry {entry!r}: expected "name:class,class"')
+            groups[name.strip()] = _names(classes.split(','))
+    try:
+        grid = GridSpec.from_extent(float(size[0]), float(size[1]),
+                                    float(p.get('ground.resolution', 0.1)),
+                                    float(origin[0]), float(origin[1]))
+        roles = ClassRoles.for_label_set(
+            labels, _names(p.get('ground.ground_classes')) or None,
+            _names(p.get('ground.obstacle_classes')) or None, groups)
+    except GroundError as exc:
+        raise ValueError(f'ground: {exc}') from None
+    if not roles.groups:
+        raise ValueError(f'ground.groups is empty and label set {labels.name!r} has no default '
+                         'groups: give at least one "name:class,class"')
+    costs = {g: (0, 100) if g == 'drivable' else (100, 0) for g in roles.groups}
+    for entry in _names(p.get('ground.group_costs')):
+        name, _, nums = entry.partition(':')
+        try:
+            cost, other = (int(v) for v in nums.split(','))
+        except ValueError:
+            cost = other = -1
+        if name.strip() not in roles.groups or not (0 <= cost <= 100 and 0 <= other <= 100):
+            raise ValueError(f'ground.group_costs entry {entry!r}: expected "group:cost,'
+                             f'other_cost" with a group of {sorted(roles.groups)} and costs '
+                             '0..100')
+        costs[name.strip()] = (cost, other)
+    return GroundConfig(
+        base_frame=p.get('ground.base_frame', 'base_link'), pose_source=source, poses=poses,
+        grid=grid, roles=roles, costs=costs, max_range=float(p.get('ground.max_range', 10.0)),
+        ground_z=float(p.get('ground.ground_z', 0.0)),
+        use_depth=bool(p.get('ground.use_depth', False)),
+        depth_tolerance=float(p.get('ground.depth_tolerance', 0.0)),
+        height_band=(float(band[0]), float(band[1])),
+        sync_tolerance=float(p.get('ground.sync_tolerance', 0.1)),
+        rectified=bool(p.get('ground.rectified', False)))
+
+
+def intrinsics_from_msg(msg, rectified: bool = False) -> Intrinsics:
+    """``Intrinsics`` from a sensor_msgs/CameraInfo (``P`` without distortion if the image is
+    rectified)."""
+    if msg.binning_x > 1 or msg.binning_y > 1:
+        raise GroundError(f'camera_info binning {msg.binning_x}x{msg.binning_y} is not '
+                          'supported: publish the camera_info of the binned image')
+    if rectified:
+        p = list(msg.p)
+        return Intrinsics(msg.width, msg.height, (p[0], p[1], p[2], p[4], p[5], p[6], p[8],
+                                                  p[9], p[10]))
+    return Intrinsics(msg.width, msg.height, tuple(float(v) for v in msg.k),
+                      tuple(float(v) for v in msg.d), msg.distortion_model or 'plumb_bob')
+
+
+def depth_from_msg(msg) -> tuple[np.ndarray, str]:
+    """The pixels of a depth sensor_msgs/Image and its encoding (unchecked: the projector
+    rejects an encoding or size it cannot use)."""
+    dtype = DEPTH_ENCODINGS.get(msg.encoding)
+    if dtype is None:
+        return np.zeros((msg.height, msg.width), np.uint8), msg.encoding
+    dt = np.dtype(dtype).newbyteorder('>' if msg.is_bigendian else '<')
+    size = dt.itemsize
+    if msg.step < msg.width * size or len(msg.data) < msg.step * msg.height:
+        raise GroundError(f'depth image {msg.width}x{msg.height} {msg.encoding} has step '
+                          f'{msg.step} and {len(msg.data)} bytes: truncated')
+    rows = np.frombuffer(bytes(msg.data), np.uint8)[:msg.step * msg.height]
+    img = rows.reshape(msg.height, msg.step)[:, :msg.width * size].copy().view(dt)
+    return img.astype(dtype, copy=False), msg.encoding
+
+
+def stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def grid_to_msg(grid: GridSpec, values: np.ndarray, header, ground_z: float):
+    """A nav_msgs/OccupancyGrid of int8 cell values (row-major, -1 unknown)."""
+    from nav_msgs.msg import OccupancyGrid
+    msg = OccupancyGrid()
+    msg.header = header
+    msg.info.map_load_time = header.stamp
+    msg.info.resolution = float(grid.resolution)
+    msg.info.width, msg.info.height = grid.width, grid.height
+    msg.info.origin.position.x = float(grid.origin_x)
+    msg.info.origin.position.y = float(grid.origin_y)
+    msg.info.origin.position.z = float(ground_z)
+    msg.data = array.array('b', values.astype(np.int8).tobytes())
+    return msg
+
+
+def points_to_msg(points: np.ndarray, header):
+    """A sensor_msgs/PointCloud2 of x, y, z FLOAT32 points (N x 3)."""
+    from sensor_msgs.msg import PointCloud2, PointField
+    pts = np.ascontiguousarray(points, dtype='<f4').reshape(-1, 3)
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, pts.shape[0]
+    msg.fields = [PointField(name=n, offset=4 * i, datatype=FLOAT32, count=1)
+                  for i, n in enumerate('xyz')]
+    msg.is_bigendian = False
+    msg.point_step, msg.row_step = 12, 12 * pts.shape[0]
+    msg.data = pts.tobytes()
+    msg.is_dense = True
+    return msg
+
+
+def tf2_available() -> bool:
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Cam:
+    """One camera's ground state."""
+
+    def __init__(self, name: str, label: str, source: str, pose: CameraPose | None,
+                 projector: GroundProjector, tolerance: float):
+        self.name, self.label, self.source, self.pose = name, label, source, pose
+        self.projector = projector
+        self.info = None
+        self.info_topic = ''
+        self.pairer = DepthPairer(tolerance)
+        self.error = ''          # why the last frame gave no grid ('' = it did)
+        self.pubs: dict = {}
+        self.subs: list = []
+
+
+class GroundGrid:
+    """Publishes the ground grids of a node's cameras.
+
+    Args:
+        node: the rclpy node (a lifecycle node gets lifecycle publishers).
+        cfg: settings from ``ground_config``.
+        cameras: ``(name, label, topic, output)`` per camera: the camera's name ('' for a
+            single camera), its name in logs, and functions giving an input topic
+            (``camera_info``) and an output topic (``ground/drivable``) of it.
+    """
+
+    def __init__(self, node, cfg: GroundConfig, cameras: Sequence[CameraSpec]):
+        self.node, self.cfg = node, cfg
+        self.log = node.get_logger()
+        self.lock = threading.Lock()
+        self.fusion = GroundFusion(cfg.sync_tolerance)
+        self.counts = dict.fromkeys(('frames_projected', 'frames_failed', 'frames_skipped',
+                                     'grids_published', 'lookup_builds'), 0)
+        self.pubs: dict = {}
+        self._topic, self._output = {}, {}
+        self._tf = None
+        tf_ok = tf2_available()
+        self.cams: dict[str, _Cam] = {}
+        for name, label, topic, output in cameras:
+            if cfg.pose_source == 'parameters' or (cfg.pose_source == 'auto'
+                                                   and name in cfg.poses):
+                source = 'parameters'
+                pose = CameraPose.from_rpy(*cfg.poses[name])
+            elif cfg.pose_source == 'tf' or tf_ok:
+                source, pose = 'tf', None
+            else:
+                raise ValueError(f'ground: camera {label!r} has no pose: tf2_ros is not '
+                                 'installed (pip environment), so give it in '
+                                 'ground.camera_poses as "x,y,z,roll,pitch,yaw"')
+            if source == 'tf' and not tf_ok:
+                raise ValueError('ground.pose_source is tf but tf2_ros cannot be imported: '
+                                 'install ros-<distro>-tf2-ros or use ground.camera_poses')
+            proj = GroundProjector(cfg.grid, cfg.roles, cfg.max_range, cfg.ground_z,
+                                   cfg.height_band)
+            self.cams[name] = _Cam(name, label, source, pose, proj, cfg.depth_tolerance)
+            self._topic[name], self._output[name] = topic, output
+            where = (f'TF ({cfg.base_frame} -> the image frame_id)' if source == 'tf' else
+                     'parameters (ground.camera_poses: '
+                     + ','.join(f'{v:g}' for v in cfg.poses[name]) + ')')
+            self.log.info(f'ground: camera {label} pose from {where}')
+        self.multi = len(self.cams) > 1
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def make_publishers(self) -> None:
+        """The grid and points publishers (reliable, transient local: Nav2's StaticLayer
+        subscribes that way by default)."""
+        from nav_msgs.msg import OccupancyGrid
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import PointCloud2
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        make = getattr(self.node, 'create_lifecycle_publisher', self.node.create_publisher)
+        # the fused outputs; with several cameras each also has its own
+        for group in self.cfg.roles.groups:
+            self.pubs[group] = make(OccupancyGrid, f'~/ground/{group}', qos)
+        self.pubs[POINTS] = make(PointCloud2, f'~/ground/{POINTS}', qos)
+        if self.multi:
+            for cam in self.cams.values():
+                out = self._output[cam.name]
+                for group in self.cfg.roles.groups:
+                    cam.pubs[group] = make(OccupancyGrid, out(f'ground/{group}'), qos)
+                cam.pubs[POINTS] = make(PointCloud2, out(f'ground/{POINTS}'), qos)
+
+    def subscribe(self) -> None:
+        """camera_info (and depth) per camera; the TF listener if a camera uses TF."""
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+        for cam in self.cams.values():
+            cam.info_topic = self._topic[cam.name]('camera_info')
+            cam.subs.append(self.node.create_subscription(
+                CameraInfo, cam.info_topic, lambda msg, c=cam: self._on_info(c, msg),
+                qos_profile_sensor_data))
+            if self.cfg.use_depth:
+                cam.subs.append(self.node.create_subscription(
+                    Image, self._topic[cam.name]('depth/image'),
+                    lambda msg, c=cam: self._on_depth(c, msg), qos_profile_sensor_data))
+        if self._tf is None and any(c.source == 'tf' for c in self.cams.values()):
+            import tf2_ros
+            buffer = tf2_ros.Buffer()
+            self._tf = (buffer, tf2_ros.TransformListener(buffer, self.node))
+
+    def unsubscribe(self) -> None:
+        for cam in self.cams.values():
+            for s in cam.subs:
+                self.node.destroy_subscription(s)
+            cam.subs = []
+
+    def release(self) -> None:
+        self.unsubscribe()
+        for pubs in [self.pubs] + [c.pubs for c in self.cams.values()]:
+            for pub in pubs.values():
+                self.node.destroy_publisher(pub)
+            pubs.clear()
+        self._tf = None
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def _on_info(self, cam: _Cam, msg) -> None:
+        with self.lock:
+            cam.info = msg
+
+    def _on_depth(self, cam: _Cam, msg) -> None:
+        try:
+            depth, enc = depth_from_msg(msg)
+        except GroundError as exc:
+            cam.error = str(exc)
+            return
+        with self.lock:
+            cam.pairer.add(stamp_ns(msg.header.stamp), depth, enc)
+
+    def _pose(self, cam: _Cam, header) -> CameraPose:
+        if cam.source == 'parameters':
+            return cam.pose
+        from rclpy.time import Time
+        buffer = self._tf[0]
+        try:
+            tf = buffer.lookup_transform(self.cfg.base_frame, header.frame_id,
+                                         Time.from_msg(header.stamp)).transform
+        except Exception as exc:    # tf2 raises several lookup exception types
+            raise GroundError(f'no transform {self.cfg.base_frame} -> {header.frame_id!r} at '
+                              f'the frame stamp: {exc}') from None
+        t, q = tf.translation, tf.rotation
+        # rounded so that TF jitter does not rebuild the lookup every frame
+        return CameraPose.from_quaternion(
+            [round(v, 4) for v in (t.x, t.y, t.z)], [round(v, 6) for v in (q.x, q.y, q.z, q.w)])
+
+    # -- per frame -------------------------------------------------------------------------
+
+    def wanted(self) -> bool:
+        """Whether anyone subscribes to a ground output."""
+        pubs = list(self.pubs.values()) + [p for c in self.cams.values()
+                                           for p in c.pubs.values()]
+        return any(p.get_subscription_count() > 0 for p in pubs)
+
+    def on_frame(self, camera: str, header, labels: np.ndarray) -> bool:
+        """Project one segmented frame (class ids at camera resolution) and publish the
+        grids; returns whether grids went out. Errors are recorded for diagnostics, never
+        raised: the frame's other outputs are not affected."""
+        cam = self.cams[camera]
+        if not self.wanted():
+            self.counts['frames_skipped'] += 1
+            return False
+        try:
+            evidence = self._project(cam, header, labels)
+        except GroundError as exc:
+            self.counts['frames_failed'] += 1
+            if str(exc) != cam.error:
+                self.log.warning(f'ground ({cam.label}): {exc}')
+            cam.error = str(exc)
+            return False
+        cam.error = ''
+        self.counts['frames_projected'] += 1
+        stamp = stamp_ns(header.stamp)
+        with self.lock:
+            self.fusion.update(camera, stamp, evidence)
+            fused = self.fusion.fused(stamp)
+        out = header.__class__(stamp=header.stamp, frame_id=self.cfg.base_frame)
+        if self.multi:
+            self._publish(cam.pubs, evidence, out)
+        self._publish(self.pubs, fused[0], out)
+        self.counts['grids_published'] += 1
+        return True
+
+    def _project(self, cam: _Cam, header, labels: np.ndarray) -> Evidence:
+        with self.lock:
+            info = cam.info
+        if info is None:
+            raise GroundError(f'no camera_info received on {cam.info_topic or "camera_info"} '
+                              'yet: no grid until it arrives')
+        intr = intrinsics_from_msg(info, self.cfg.rectified)
+        if cam.projector.set_camera(intr, self._pose(cam, header)):
+            self.counts['lookup_builds'] += 1
+        if not self.cfg.use_depth:
+            return cam.projector.project(labels)
+        with self.lock:
+            depth = cam.pairer.match(stamp_ns(header.stamp))
+        if depth is None:
+            raise GroundError(
+                f'no depth image on {self._topic[cam.name]("depth/image")} '
+                + ('stamped exactly as the frame' if not self.cfg.depth_tolerance else
+                   f'within {self.cfg.depth_tolerance} s of the frame') + ': frame not '
+                'projected (ground.depth_tolerance)')
+        return cam.projector.project_depth(labels, *depth)
+
+    def _publish(self, pubs: dict, evidence: Evidence, header) -> None:
+        classes = None
+        for group, ids in self.cfg.roles.groups.items():
+            pub = pubs.get(group)
+            if pub is None or pub.get_subscription_count() == 0:
+                continue
+            if classes is None:
+                classes = cell_classes(evidence.counts, self.cfg.roles)
+            cost, other = self.cfg.costs[group]
+            pub.publish(grid_to_msg(self.cfg.grid, group_grid(classes, ids, cost, other),
+                                    header, self.cfg.ground_z))
+        pub = pubs.get(POINTS)
+        if pub is not None and pub.get_subscription_count() > 0:
+            pub.publish(points_to_msg(evidence.points, header))
+
+    # -- diagnostics -----------------------------------------------------------------------
+
+    def values(self) -> dict[str, str]:
+        """Diagnostics key/values (``ground.*``)."""
+        vals = {f'ground.{k}': str(v) for k, v in self.counts.items()}
+        for cam in self.cams.values():
+            pre = f'ground.{cam.name}.' if self.multi else 'ground.'
+            vals[pre + 'pose_source'] = cam.source
+            vals[pre + 'camera_info'] = 'received' if cam.info is not None else 'waiting'
+            if self.cfg.use_depth:
+                vals[pre + 'depth_matched'] = str(cam.pairer.matched)
+                vals[pre + 'depth_unmatched'] = str(cam.pairer.unmatched)
+            if cam.error:
+                vals[pre + 'error'] = cam.error
+        return vals
+
+    def status(self) -> tuple[int, str]:
+        """(level, message): 0 OK, 1 WARN (waiting for camera_info), 2 ERROR (a camera's last
+        frame gave no grid for another reason)."""
+        errors = [(c.label, c.error) for c in self.cams.values() if c.error]
+        if not errors:
+            return 0, (f'{self.counts["frames_projected"]} frames projected'
+                       if self.counts['frames_projected'] else 'no frame projected yet')
+        level = 1 if all('no camera_info' in e for _, e in errors) else 2
+        return level, '; '.join(f'{label}: {e}' for label, e in errors)
