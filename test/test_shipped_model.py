@@ -4,9 +4,10 @@
 """
 import sys
 
-from conftest import DEFAULT_CARD
+from conftest import DEFAULT_CARD, ROOT
 import numpy as np
 import pytest
+import yaml
 
 from pspnet_ros.core import ModelCard, Segmenter, read_image
 from pspnet_ros.core.data import find_pairs, split_folders
@@ -50,13 +51,15 @@ def test_exports_are_shipped_with_cards_that_match_the_default_card():
             assert getattr(card, key) == getattr(default, key), key
         assert card.name == path.name[:-len('.yaml')].replace('.onnx', '_onnx').replace(
             '.tflite', '')
-        # Re-running the recipe must not overwrite the shipped files.
-        assert '--out models' not in card.reproduce and '--out train_out' in card.reproduce
+        # Re-running the recipes must not overwrite the shipped files.
+        assert card.reproduce == default.reproduce
         assert card.metrics['val']['images'] == 101
         assert card.metrics['val']['measured_with'].endswith(
             '(onnxruntime, cpu)' if fmt == 'onnx' else '(tflite, cpu)')
-    assert default.reproduce.startswith('pspnet-ros train ')
-    assert default.reproduce.endswith('--out train_out')
+    assert default.reproduce.startswith('pspnet-ros train --config recipes/')
+    outs = [yaml.safe_load((ROOT / step.split()[-1]).read_text())['out']
+            for step in default.reproduce.split(' && ')]
+    assert outs[-1] == 'train_out' and all(o.startswith('train_out') for o in outs)
     # The shipped weights are the ones the card's numbers describe (a saved copy, not a stub).
     with safe_open(str(ModelCard.load(DEFAULT_CARD).weights_path), 'np') as f:
         assert f.metadata()['architecture'] == 'pspnet_mobilenetv2'

@@ -64,8 +64,19 @@ def class_dependent_keys(spec: NetworkSpec) -> set[str]:
     return {k for k in a if a[k].shape != b[k].shape}
 
 
-def _layers(keys) -> list[str]:
-    return sorted({k.rsplit('.', 1)[0] for k in keys})
+def _layers(fresh, own) -> list[str]:
+    """The fewest module names that cover ``fresh``: the outermost module whose tensors all
+    start fresh (``aux``, ``decoder``), else the layer itself (``cls.4``)."""
+    fresh = set(fresh)
+    names = set()
+    for k in fresh:
+        parts = k.split('.')[:-1]
+        for n in range(1, len(parts) + 1):
+            prefix = '.'.join(parts[:n]) + '.'
+            if all(o in fresh for o in own if o.startswith(prefix)):
+                names.add(prefix[:-1])
+                break
+    return sorted(names)
 
 
 def _head(items: list[str]) -> str:
@@ -93,8 +104,10 @@ def load_init(model, state: dict, spec: NetworkSpec, source: str, new_classes: b
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape
              and k not in fresh]
     classes = class_dependent_keys(spec)
+    # A classifier layer of another class count (not merely of another width).
+    other_count = [k for k in wrong if k in classes and state[k].shape[0] != own[k].shape[0]]
     if new_classes:
-        restart = [k for k in wrong if k in classes]
+        restart = other_count
         if not restart:
             raise WeightsError(f'--new-classes: the classifier of {source} already has '
                                f'{spec.num_classes} classes, as the label set; drop '
@@ -114,14 +127,14 @@ def load_init(model, state: dict, spec: NetworkSpec, source: str, new_classes: b
             parts.append(f'{len(wrong)} of another shape: ' + _head(
                 [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in wrong]))
         hint = ('; the label set has another class count: pass --new-classes to start the '
-                'classifier fresh' if any(k in classes for k in wrong) else
+                'classifier fresh' if other_count else
                 '; pass --fresh-layers PREFIX to start those layers fresh on purpose, or '
                 'fix the network options')
         raise WeightsError(f'--init {source} does not fit the network: ' + '; '.join(parts)
                            + hint)
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in fresh},
                           strict=False)
-    layers = _layers(fresh)
+    layers = _layers(fresh, own)
     loaded = sum(1 for k in state if k in own and k not in fresh)
     fresh_text = f'; start fresh: {", ".join(layers)}' if layers else ''
     print(f'init: {loaded} tensors from {source}{fresh_text}', flush=True)
