@@ -8,6 +8,22 @@ import sys
 from .common import add_model_args, segmenter_from_args
 
 
+def image_paths(given: list[str]) -> list[str]:
+    """The files to segment: each file as given, each folder's images (``core.files``'
+    suffixes, name order). A folder without images is an error naming the suffixes."""
+    from ..core.files import IMAGE_EXTS, list_images
+    out = []
+    for item in given:
+        if Path(item).is_dir():
+            found = list_images(item)
+            if not found:
+                raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) in folder {item}')
+            out += [str(p) for p in found]
+        else:
+            out.append(item)
+    return out
+
+
 def cmd_segment(args) -> int:
     import cv2
     import numpy as np
@@ -15,6 +31,7 @@ def cmd_segment(args) -> int:
     from ..core.segmenter import overlay
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f'--alpha must be between 0 and 1, got {args.alpha}')
+    args.images = image_paths(args.images)
     seg = segmenter_from_args(args)
     out = Path(args.out)
     failures = 0
@@ -54,8 +71,10 @@ def cmd_segment(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser('segment', help='segment image files; write mask/colour/overlay PNGs')
-    p.add_argument('images', nargs='+', help='image files (PNG, JPEG, BMP, ...)')
-    p.add_argument('--out', default='segment_out', help='output folder (default: segment_out)')
+    p.add_argument('images', nargs='+', help='image files (PNG, JPEG, BMP, ...) or folders of '
+                   'them')
+    p.add_argument('--out', default='segment_out', help='output folder (default: segment_out; '
+                   'files of the same names are replaced)')
     p.add_argument('--alpha', type=float, default=0.5, help='overlay mask weight (0..1)')
     p.add_argument('--json', action='store_true', help='also print one JSON line per image')
     p.add_argument('--test-time-flip', action='store_true', help='also segment each mirrored '

@@ -147,12 +147,12 @@ class BagSource:
         and the topics of the right types (not every topic of the bag)."""
         if topic not in self.topics:
             typed = sorted(t for t, m in self.topics.items() if m in types)
-            close = difflib.get_close_matches(topic, typed, 3, 0.5)
+            close = difflib.get_close_matches(topic, typed, 1, 0.6)
             listed = ', '.join(f'{t} ({self.topics[t]})' for t in typed[:6]) or 'none'
             if len(typed) > 6:
                 listed += f' and {len(typed) - 6} more'
             raise BagError(f'bag {self.path} has no {role} topic {topic!r}; '
-                           + (f'did you mean {" or ".join(map(repr, close))}? ' if close else '')
+                           + (f'did you mean {close[0]!r}? ' if close else '')
                            + f'available topics: {listed} (the {role} topics of '
                            f'{len(self.topics)}; `pspnet-ros bag-info {self.path}` describes '
                            'them)')
