@@ -20,18 +20,24 @@ With several inference workers (``one_in_flight``), a camera whose frame is stil
 processed is not served again until the worker calls ``done``: each camera's outputs then
 leave in the order of its frames, and the workers run different cameras side by side.
 
+The frame counts live in one place: the counters given for each camera (the node's
+``stats.Counters``; any object with ``inc`` and ``get``). The scheduler adds
+``frames.received``, ``frames.dropped``, ``frames.taken`` and, for frames forgotten by
+``clear``, ``frames.discarded_on_transition``; the set-wide counters get ``sync.complete``
+and ``sync.incomplete``. The slots' ``received``, ``dropped`` and ``taken`` read them.
+
 Nothing here blocks except ``wait``, and every method takes ``now`` so that tests can drive
 the clock.
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 import re
 import statistics
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 CAMERA_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
 INTERVALS = 8      # frame intervals per camera that its liveness window is estimated from
@@ -50,6 +56,16 @@ def check_camera_names(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+class Tally(Counter):
+    """Counts for a CameraSet built without the node's counters (tests, tools)."""
+
+    def inc(self, key: str, n: int = 1) -> None:
+        self[key] += n
+
+    def get(self, key: str, default: int = 0) -> int:
+        return super().get(key, default)
+
+
 @dataclass
 class Frame:
     """One waiting frame: the camera's payload (a message, bytes...), its header stamp in
@@ -63,13 +79,11 @@ class Frame:
 
 @dataclass
 class CameraSlot:
-    """A camera's newest waiting frame and its scheduling counts."""
+    """A camera's newest waiting frame, its counters and its scheduling state."""
 
     name: str
+    counters: Any = field(default_factory=Tally)
     frame: Frame | None = None
-    received: int = 0
-    dropped: int = 0
-    taken: int = 0
     last_put: float | None = None
     last_served: int = -1          # service number of this camera's last taken frame
     last_stamp: float | None = None  # stamp of this camera's last taken frame
@@ -78,6 +92,18 @@ class CameraSlot:
     def period(self) -> float | None:
         """Median seconds between this camera's recent frames (None before two frames)."""
         return statistics.median(self.intervals) if self.intervals else None
+
+    @property
+    def received(self) -> int:
+        return self.counters.get('frames.received')
+
+    @property
+    def dropped(self) -> int:
+        return self.counters.get('frames.dropped')
+
+    @property
+    def taken(self) -> int:
+        return self.counters.get('frames.taken')
 
 
 @dataclass
@@ -109,11 +135,15 @@ class CameraSet:
         silent_periods: the liveness window in frame intervals of the camera.
         one_in_flight: serve a camera again only after ``done`` for its last batch (several
             workers taking batches at once).
+        counters: each camera's counters (objects with ``inc`` and ``get``, e.g.
+            ``stats.Counters``); missing ones are created.
+        set_counters: the counters for ``sync.complete`` and ``sync.incomplete``.
     """
 
     def __init__(self, names: Iterable[str], max_batch: int = 4, sync_tolerance: float = 0.0,
                  sync_wait: float = 0.1, silent_after: float = 1.0,
-                 silent_periods: float = 3.0, one_in_flight: bool = False):
+                 silent_periods: float = 3.0, one_in_flight: bool = False,
+                 counters: Mapping[str, Any] | None = None, set_counters: Any = None):
         names = check_camera_names(names) if not _is_default(names) else ('',)
         if max_batch < 1:
             raise ValueError(f'max_batch must be >= 1, got {max_batch}')
@@ -126,11 +156,11 @@ class CameraSet:
         self.sync_wait = float(sync_wait)
         self.silent_after = float(silent_after)
         self.silent_periods = float(silent_periods)
-        self.slots = {n: CameraSlot(n) for n in names}
-        self.rounds = 0
+        counters = counters or {}
+        self.slots = {n: CameraSlot(n, counters[n] if n in counters else Tally())
+                      for n in names}
+        self.counters = set_counters if set_counters is not None else Tally()
         self._served = 0
-        self.sync_complete = 0
-        self.sync_incomplete = 0
         self.one_in_flight = bool(one_in_flight)
         self._in_flight: set[str] = set()
         self._cond = threading.Condition()
@@ -140,6 +170,14 @@ class CameraSet:
     def names(self) -> tuple[str, ...]:
         return tuple(self.slots)
 
+    @property
+    def sync_complete(self) -> int:
+        return self.counters.get('sync.complete')
+
+    @property
+    def sync_incomplete(self) -> int:
+        return self.counters.get('sync.incomplete')
+
     # -- producer side (subscription callbacks) ---------------------------------------------
     def put(self, camera: str, payload: Any, stamp: float = 0.0,
             now: float | None = None) -> bool:
@@ -147,13 +185,13 @@ class CameraSet:
         now = time.monotonic() if now is None else now
         with self._cond:
             slot = self.slots[camera]
-            slot.received += 1
+            slot.counters.inc('frames.received')
             if slot.last_put is not None:
                 slot.intervals.append(max(0.0, now - slot.last_put))
             slot.last_put = now
             replaced = slot.frame is not None
             if replaced:
-                slot.dropped += 1
+                slot.counters.inc('frames.dropped')
             slot.frame = Frame(camera, payload, float(stamp), now)
             self._cond.notify()
         return replaced
@@ -174,11 +212,14 @@ class CameraSet:
         return max(self.silent_after, self.silent_periods * period)
 
     def clear(self) -> int:
-        """Forget every waiting frame (not counted as drops); returns how many there were."""
+        """Forget every waiting frame (a lifecycle transition), each counted as
+        ``frames.discarded_on_transition`` of its camera; returns how many there were."""
         with self._cond:
             n = 0
             for slot in self.slots.values():
-                n += slot.frame is not None
+                if slot.frame is not None:
+                    slot.counters.inc('frames.discarded_on_transition')
+                    n += 1
                 slot.frame = None
             return n
 
@@ -246,16 +287,15 @@ class CameraSet:
                                         abs(s.last_stamp - anchor.stamp) <= self.sync_tolerance)
                        for s in live)
         if complete:
-            self.sync_complete += 1
+            self.counters.inc('sync.complete')
         else:
             due = anchor.received + self.sync_wait
             if now < due:
                 return None, due - now
-            self.sync_incomplete += 1
+            self.counters.inc('sync.incomplete')
         return self._serve(members, complete), None
 
     def _serve(self, slots: list[CameraSlot], complete: bool) -> Batch:
-        self.rounds += 1
         batch = Batch(complete=complete)
         # Frames in configured camera order, so outputs come out in a stable order.
         order = {n: i for i, n in enumerate(self.slots)}
@@ -268,7 +308,7 @@ class CameraSet:
             batch.frames.append(slot.frame)
             slot.last_stamp = slot.frame.stamp
             slot.frame = None
-            slot.taken += 1
+            slot.counters.inc('frames.taken')
             if self.one_in_flight:
                 self._in_flight.add(slot.name)
         return batch

@@ -137,6 +137,7 @@ class NodeConfig:
     diagnostics_period: float
     log_throttle_sec: float
     starvation_warn_sec: float
+    diagnostics_window_s: float
     cameras: tuple[CameraConfig, ...]
     max_batch: int
     sync_tolerance: float
@@ -196,6 +197,7 @@ class NodeConfig:
             diagnostics_period=float(p['diagnostics_period']),
             log_throttle_sec=float(p['log_throttle_sec']),
             starvation_warn_sec=float(p['starvation_warn_sec']),
+            diagnostics_window_s=float(p['diagnostics_window_s']),
             cameras=cameras, max_batch=max_batch, sync_tolerance=sync_tolerance,
             sync_wait=sync_wait, inference_workers=workers)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 
@@ -96,3 +97,14 @@ def cdr_stamp(raw: bytes) -> float:
         return 0.0
     sec, nanosec = struct.unpack('<iI' if raw[1] & 1 else '>iI', raw[4:12])
     return sec + nanosec * 1e-9
+
+
+def status_to_msg(st) -> DiagnosticStatus:
+    """A ``diagnostics.Status`` as a diagnostic_msgs/DiagnosticStatus."""
+    msg = DiagnosticStatus()
+    msg.name = st.name
+    msg.hardware_id = st.hardware_id
+    msg.level = bytes([st.level])
+    msg.message = st.message
+    msg.values = [KeyValue(key=k, value=v) for k, v in st.values.items()]
+    return msg

@@ -84,6 +84,9 @@ SCHEMA: tuple[Param, ...] = (
           fixed=True),
     Param('starvation_warn_sec', 3.0, 'WARN in /diagnostics when publishers are matched on the '
           'image topic but no frame arrived for this long', lo=0.1, hi=3600.0),
+    Param('diagnostics_window_s', 10.0, 'the /diagnostics level counts frame errors of the '
+          'last this many seconds (the totals stay counters): after a bad frame the level '
+          'returns to OK within this window', lo=1.0, hi=86400.0),
     Param('log_throttle_sec', 5.0, 'minimum seconds between repeated warnings of one kind',
           lo=0.0, hi=3600.0),
     Param('autostart', True, 'configure and activate on start (set false under a lifecycle '

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+import statistics
 import threading
 import time
 
@@ -58,7 +59,9 @@ class LatencyStats:
 
 
 class Counters:
-    """Frame counters (received, processed, dropped, errors by kind)."""
+    """Totals since configure (frames by outcome, errors by kind), thread-safe: the one set
+    of counters, shared by the scheduler (``cameras.CameraSet``), the frame path and
+    diagnostics."""
 
     def __init__(self):
         self._c: Counter[str] = Counter()
@@ -75,3 +78,74 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._c)
+
+    def total(self, prefix: str) -> int:
+        """The sum of every counter whose name starts with ``prefix``."""
+        with self._lock:
+            return sum(v for k, v in self._c.items() if k.startswith(prefix))
+
+
+class RecentRise:
+    """How much a running total rose over the last ``window`` seconds, from samples of it.
+
+    The status level looks at this (one bad frame is a WARN for a while, not for ever) while
+    the totals stay counters. Errors are counted from the newest sample at or before
+    ``now - window``, so a rise stays visible for the window plus at most one sample period.
+    """
+
+    def __init__(self):
+        self._samples: deque[tuple[float, int]] = deque([(float('-inf'), 0)])
+
+    def rise(self, total: int, now: float, window: float) -> int:
+        """Record ``total`` at ``now``; how much it rose since ``now - window``."""
+        cut = now - window
+        self._samples.append((now, total))
+        while len(self._samples) > 1 and self._samples[1][0] <= cut:
+            self._samples.popleft()
+        return total - self._samples[0][1]
+
+
+class StampGaps:
+    """Frames missing between a camera's header stamps, when its stamps are regular.
+
+    The middleware reports some losses (``frames.lost``) but not all: a frame overwritten in
+    a full subscription queue, or one dropped by the sender's transport, leaves no trace. A
+    camera that stamps at a steady period does: a step of k periods (k >= 2) means k - 1
+    frames never arrived. The period is the median of the last ``history`` steps, and stamps
+    count as regular when every one of those steps lies within ``tolerance`` of it. A step
+    of more than ``max_run`` periods is a pause or a restart, not a loss, and starts over.
+    """
+
+    def __init__(self, history: int = 8, tolerance: float = 0.25, max_run: int = 10):
+        self.tolerance = tolerance
+        self.max_run = max_run
+        self._steps: deque[float] = deque(maxlen=history)
+        self._last: float | None = None
+
+    def period(self) -> float | None:
+        """The regular period of the stamps (seconds), or None while they are not regular."""
+        if len(self._steps) < self._steps.maxlen:
+            return None
+        p = statistics.median(self._steps)
+        if p <= 0 or any(abs(s - p) > self.tolerance * p for s in self._steps):
+            return None
+        return p
+
+    def add(self, stamp: float) -> int:
+        """Take the next frame's stamp (seconds); how many frames are missing before it."""
+        last, self._last = self._last, stamp
+        if last is None or stamp <= last or stamp == 0.0:
+            if last is not None and stamp < last:
+                self._steps.clear()      # stamps went back: a replay or camera restarted
+            return 0
+        step = stamp - last
+        period = self.period()
+        if period is not None:
+            k = round(step / period)
+            if 2 <= k <= self.max_run and abs(step - k * period) <= self.tolerance * period:
+                return k - 1            # the step itself is not a new period sample
+            if k > self.max_run:
+                self._steps.clear()
+                return 0
+        self._steps.append(step)
+        return 0
