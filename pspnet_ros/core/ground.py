@@ -11,9 +11,11 @@ and obstacle classes mark only their footprint: the lowest pixel of each vertica
 obstacle pixels in each image column whose pixel below is ground, projected at the boundary
 between the two pixels, where the obstacle stands. The rest of an obstacle is never spread
 along its rays, and the ground it hides stays unknown. Cells above the horizon, beyond
-``max_range`` or outside the view are unknown. The per-pixel cell lookup is built once per
-intrinsics/pose change (``GroundProjector.set_camera``), so a frame costs a few table lookups
-and one ``np.bincount``.
+``max_range`` or outside the view are unknown. Far away, where one pixel row spans several
+cells, a cell that no pixel centre lands in takes the class of the pixel that sees its centre
+(if that is a ground class). The per-pixel cell lookup and that far-cell table are built once
+per intrinsics/pose change (``GroundProjector.set_camera``), so a frame costs a few table
+lookups and one ``np.bincount``.
 
 With an aligned depth image every labelled pixel goes to its 3D point: ground classes where
 they are, obstacle pixels where they stand if their height above the ground lies in
@@ -385,8 +387,35 @@ class GroundProjector:
         self._foot_xyz = foot_xyz.astype(np.float32).reshape(h, w, 3)
         self._rays_base = np.ascontiguousarray(rays.T, dtype=np.float32)   # (3, h*w)
         self._origin = t.astype(np.float32)
+        self._fill_cells, self._fill_pixels = self._far_cells(intrinsics, rot, t, cells)
         self._camera = (intrinsics, pose)
         return True
+
+    def _far_cells(self, intr: Intrinsics, rot: np.ndarray, t: np.ndarray,
+                   hit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cells in view that no pixel centre lands in (far away, where one pixel row spans
+        several cells), and the flat index of the pixel that sees each one's centre."""
+        g = self.grid
+        missed = np.ones(g.cells, bool)
+        missed[hit[hit >= 0]] = False
+        idx = np.flatnonzero(missed)
+        col, row = idx % g.width, idx // g.width
+        x = g.origin_x + (col + 0.5) * g.resolution
+        y = g.origin_y + (row + 0.5) * g.resolution
+        base = np.stack([x, y, np.full_like(x, self.ground_z)], axis=1)
+        opt = (base - t) @ rot                           # rows: R^T (p - t)
+        ok = (opt[:, 2] > 1e-6) & (np.hypot(x - t[0], y - t[1]) <= self.max_range)
+        idx, opt = idx[ok], opt[ok]
+        if not idx.size:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        d = np.asarray(intr.d, dtype=np.float64) if any(intr.d) else None
+        uv, _ = cv2.projectPoints(opt.reshape(-1, 1, 3), np.zeros(3), np.zeros(3),
+                                  intr.matrix(), d)
+        uv = np.floor(uv.reshape(-1, 2) + 0.5)
+        inside = ((uv[:, 0] >= 0) & (uv[:, 0] < intr.width) & (uv[:, 1] >= 0)
+                  & (uv[:, 1] < intr.height))
+        pix = (uv[inside, 1] * intr.width + uv[inside, 0]).astype(np.int64)
+        return idx[inside].astype(np.int64), pix
 
     @staticmethod
     def _rays(intr: Intrinsics, rot: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -430,6 +459,10 @@ class GroundProjector:
         keys = self._lookup + self._ground_slot[labels]
         counts = np.bincount(keys.ravel(), minlength=(cells + 1) * self._stride)
         counts = counts.reshape(cells + 1, self._stride)[:cells, :c]
+        if self._fill_cells.size:                        # each far cell once: no repeats
+            lab = labels.ravel()[self._fill_pixels]
+            seen = self._is_ground[lab]
+            counts[self._fill_cells[seen], lab[seen]] += 1
         ground = self._is_ground[labels]
         feet = self._is_obstacle[labels[:-1]] & ground[1:]
         rows, cols = np.nonzero(feet)
