@@ -7,7 +7,8 @@ from pathlib import Path
 import re
 from typing import Any, Callable
 
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+from ..core.files import IMAGE_EXTS, list_images
+
 _STAMP_RE = re.compile(r'^(\d+)(?:\.(\d{1,9}))?$')
 
 
@@ -108,7 +109,7 @@ class LabelDir:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f'labels folder not found: {self.folder}')
-        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        self.files = list_images(self.folder)
         if not self.files:
             raise FileNotFoundError(f'no label images ({", ".join(IMAGE_EXTS)}) in {self.folder}')
         stamps = [parse_stamp(p.stem) for p in self.files]
