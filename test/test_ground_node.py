@@ -7,10 +7,12 @@ level. The front camera looks along base +x and sees a pedestrian box whose fron
 X = 5 m; the rear camera (yaw 180 degrees) looks along -x and sees only road.
 """
 import math
+from pathlib import Path
 import time
 
 import numpy as np
 import pytest
+import yaml
 
 from pspnet_ros.core.labels import CAMVID
 from pspnet_ros.node.ground import (ground_config, GROUND_PARAMETERS, GroundGrid,
@@ -305,3 +307,15 @@ def test_pose_from_tf_where_tf2_ros_exists(rclpy_context):
         assert set(np.nonzero(o == 100)[1]) <= {149, 150}
     finally:
         rig.close()
+
+
+def test_the_example_config_names_every_ground_parameter_and_parses():
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / 'config' / 'ground_grid.yaml')
+                         .read_text())['/**']['ros__parameters']
+    flat = {f'ground.{k}': v for k, v in doc['ground'].items()}
+    assert set(flat) == set(GROUND_PARAMETERS)
+    cfg = ground_config(flat, CAMVID, [''])
+    assert cfg.poses == {'': (0.0, 0.0, 1.2, 0.0, 0.0, 0.0)}
+    assert cfg.grid.width == cfg.grid.height == 200 and cfg.grid.origin_x == -10.0
+    assert set(cfg.roles.groups) == {'drivable', 'obstacle'}
+    assert cfg.costs == {'drivable': (0, 100), 'obstacle': (100, 0)}
