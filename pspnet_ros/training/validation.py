@@ -6,14 +6,16 @@ from typing import Iterable
 
 import numpy as np
 
-from ..core.image import read_image, read_label
+from ..core.image import read_image
 from ..core.metrics import confusion_matrix, scores
 from ..core.segmenter import Segmenter
+from .data import read_training_label
 
 
 def evaluate_pairs(segmenter: Segmenter, pairs: Iterable[tuple[Path, Path]],
                    ignore_index: int | None = None, progress: bool = False) -> dict:
-    """mIoU, per-class IoU, accuracies and median inference time over ``pairs``."""
+    """mIoU, per-class IoU, accuracies and median inference time over ``pairs`` (labels as
+    class ids, or colours of the segmenter's label set)."""
     ignore = segmenter.labelset.ignore_index if ignore_index is None else ignore_index
     n = segmenter.num_classes
     conf = np.zeros((n, n), np.int64)
@@ -25,7 +27,8 @@ def evaluate_pairs(segmenter: Segmenter, pairs: Iterable[tuple[Path, Path]],
         it = tqdm(pairs, desc='eval', unit='img')
     for ip, lp in it:
         res = segmenter(read_image(ip), occupancy=False)
-        conf += confusion_matrix(res.labels, read_label(lp), n, ignore)
+        truth = read_training_label(lp, segmenter.labelset)
+        conf += confusion_matrix(res.labels, truth, n, ignore)
         times.append(res.timings['total'])
     out = scores(conf)
     out['images'] = len(pairs)
