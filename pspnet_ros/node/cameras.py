@@ -1,7 +1,7 @@
 """Camera set and batch scheduler for one model serving several cameras (ROS-free).
 
 Each camera has a newest-frame slot: a frame that arrives while the previous one still waits
-replaces it and is counted as dropped for that camera. The inference thread asks for the next
+replaces it and is counted as dropped for that camera. An inference worker asks for the next
 batch; it gets the waiting frame of every camera that has one, at most ``max_batch`` of them,
 the cameras served longest ago first, so under overload every camera gets one frame through
 per round and none can starve another.
@@ -223,7 +223,7 @@ class CameraSet:
                 slot.frame = None
             return n
 
-    # -- consumer side (the inference thread) -----------------------------------------------
+    # -- consumer side (the inference workers) ----------------------------------------------
     def take(self, now: float | None = None) -> tuple[Batch | None, float | None]:
         """The batch to run now, or ``(None, seconds)`` to wait at most before asking again
         (``None`` seconds: until a frame arrives)."""
