@@ -45,7 +45,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'segment_node = pspnet_ros.segment_node:main',
+            'segment_node = pspnet_ros.node.__main__:main',
             'pspnet-ros = pspnet_ros.cli:main',
         ],
     },

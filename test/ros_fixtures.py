@@ -80,3 +80,38 @@ class NodeUnderTest:
         self.ex.remove_node(self.client)
         self.client.destroy_node()
         return code
+
+
+def lifecycle(n: NodeUnderTest, transition_id: int, node: str = '/pspnet_segmentation') -> bool:
+    """Ask the node under test for a lifecycle transition; whether it succeeded."""
+    from lifecycle_msgs.srv import ChangeState
+    cli = n.client.create_client(ChangeState, f'{node}/change_state')
+    assert cli.wait_for_service(30)
+    req = ChangeState.Request()
+    req.transition.id = transition_id
+    fut = cli.call_async(req)
+    n.client.spin_until(n.ex, fut.done, 60)
+    return fut.result().success
+
+
+def lifecycle_state(n: NodeUnderTest, node: str = '/pspnet_segmentation') -> str:
+    """The lifecycle state label of the node under test."""
+    from lifecycle_msgs.srv import GetState
+    cli = n.client.create_client(GetState, f'{node}/get_state')
+    assert cli.wait_for_service(30)
+    fut = cli.call_async(GetState.Request())
+    n.client.spin_until(n.ex, fut.done, 10)
+    return fut.result().current_state.label
+
+
+def set_parameters(n: NodeUnderTest, values: dict, node: str = '/pspnet_segmentation') -> list:
+    """Set parameters of the node under test; the results (``successful``, ``reason``)."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    cli = n.client.create_client(SetParameters, f'{node}/set_parameters')
+    assert cli.wait_for_service(30)
+    req = SetParameters.Request()
+    req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+    fut = cli.call_async(req)
+    n.client.spin_until(n.ex, fut.done, 30)
+    return list(fut.result().results)

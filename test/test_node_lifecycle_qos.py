@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from ros_fixtures import NodeUnderTest, ROOT
+from ros_fixtures import lifecycle as _lifecycle, lifecycle_state as _state, NodeUnderTest, ROOT
 
 pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
@@ -18,26 +18,6 @@ def _frame():
     img[:50] = (140, 160, 200)
     img[50:] = (90, 80, 90)
     return img
-
-
-def _lifecycle(n, transition_id):
-    from lifecycle_msgs.srv import ChangeState
-    cli = n.client.create_client(ChangeState, '/pspnet_segmentation/change_state')
-    assert cli.wait_for_service(30)
-    req = ChangeState.Request()
-    req.transition.id = transition_id
-    fut = cli.call_async(req)
-    n.client.spin_until(n.ex, fut.done, 60)
-    return fut.result().success
-
-
-def _state(n):
-    from lifecycle_msgs.srv import GetState
-    cli = n.client.create_client(GetState, '/pspnet_segmentation/get_state')
-    assert cli.wait_for_service(30)
-    fut = cli.call_async(GetState.Request())
-    n.client.spin_until(n.ex, fut.done, 10)
-    return fut.result().current_state.label
 
 
 def test_managed_node_follows_lifecycle_transitions(tmp_path):

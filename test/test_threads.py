@@ -157,7 +157,7 @@ def test_cpu_affinity_with_a_cpu_the_machine_lacks_is_refused():
 
 def test_entry_points_load_no_thread_pool_library_before_configuring():
     got = _child('import json, sys\n'
-                 'import pspnet_ros.segment_node, pspnet_ros.cli\n'
+                 'import pspnet_ros.node.__main__, pspnet_ros.cli\n'
                  'print(json.dumps(sorted({"torch", "numpy", "onnxruntime", "cv2"}\n'
                  '                        & set(sys.modules))))')
     assert got == []
