@@ -130,9 +130,11 @@ def cmd_live(args) -> int:
                 return 2
         # The backend that actually runs (after any fallback) is in the node's diagnostics.
         client.spin_until(ex, lambda: bool(client.diagnostics), 5.0)
-        ran = diag_values(client.diagnostics[-1], client.node_name, client.camera) \
+        ran = diag_values(client.diagnostics[-1], client.node_name) \
             if client.diagnostics else {}
         backend = ran.get('backend', '')
+        if ran.get('backend_note'):
+            print(f'warning: {ran["backend_note"]}', file=sys.stderr)
         print(f'node up (backend {backend or "unknown: no diagnostics yet"}'
               + (f' on {ran["device"]}' if ran.get('device') else '')
               + f'); publishing {args.bag} at {args.rate_factor:g}x real rate...',
