@@ -82,8 +82,8 @@ def _res_layer(block: type, inplanes: int, planes: int, blocks: int, stride: int
         downsample = nn.Sequential(
             nn.Conv2d(inplanes, planes * block.expansion, 1, stride=stride, bias=False),
             nn.BatchNorm2d(planes * block.expansion))
-    # The first block of a dilated stage uses half the dilation (multi-grid free PSPNet
-    # recipe); semseg simply sets the same dilation everywhere, which we follow.
+    # Every block of a dilated stage, the first included, uses the stage's full dilation, as
+    # hszhao/semseg does (some recipes give the first block half of it; we do not).
     layers = [block(inplanes, planes, stride, dilation, downsample)]
     inplanes = planes * block.expansion
     layers += [block(inplanes, planes, 1, dilation) for _ in range(1, blocks)]
