@@ -120,3 +120,16 @@ def test_the_node_publishes_the_own_class_names_in_label_info(tmp_path, rclpy_co
         assert json.loads(json.dumps(info)) == info
     finally:
         assert node.close() == 0
+
+
+def test_colour_labels_convert_to_id_pngs_for_the_evaluation_tools(tmp_path):
+    from pspnet_ros.core.image import read_label
+    from pspnet_ros.training.colour_labels import main
+    make_dataset(tmp_path / 'data', frames=2)
+    (tmp_path / 'classes.yaml').write_text(CLASSES_YAML)
+    assert main(['--label-set', str(tmp_path / 'classes.yaml'), str(tmp_path / 'data/labels'),
+                 str(tmp_path / 'ids')]) == 0
+    ids = read_label(tmp_path / 'ids' / 'f01.png')
+    assert ids.dtype == np.uint8 and ids.shape == (64, 80)
+    assert ids[0, 0] == 255 and ids[10, 40] == 1 and ids[63, 0] == 0    # void, wall, floor
+    assert ids[26 + 6 + 3, 17 + 3] == 2                                  # the pallet
