@@ -276,7 +276,7 @@ class ClassRoles:
 @dataclass
 class Evidence:
     """What one frame (or several fused) says about the grid: per-cell class counts
-    (``cells x num_classes`` int32: ground pixels and obstacle footprints or depth points)
+    (``cells x num_classes`` integers: ground pixels and obstacle footprints or depth points)
     and the obstacle points in the base frame (N x 3 float32)."""
 
     counts: np.ndarray
@@ -284,7 +284,7 @@ class Evidence:
 
     @classmethod
     def empty(cls, cells: int, num_classes: int) -> 'Evidence':
-        return cls(np.zeros((cells, num_classes), np.int32), np.zeros((0, 3), np.float32))
+        return cls(np.zeros((cells, num_classes), np.int64), np.zeros((0, 3), np.float32))
 
 
 def fuse(evidence: Iterable[Evidence]) -> Evidence:
@@ -348,8 +348,14 @@ class GroundProjector:
         c = roles.num_classes
         self._stride = c + 1                         # class slot c collects what is not counted
         # label -> itself if ground, else the discard slot (labels are uint8: 256 entries)
-        self._ground_slot = np.full(256, c, np.int32)
-        self._ground_slot[list(roles.ground)] = list(roles.ground)
+        if c > 255:
+            raise GroundError(f'{c} classes: the ground grid takes uint8 class ids (at most '
+                              '255 classes)')
+        self._slot_lut = np.full(256, c, np.uint8)
+        self._slot_lut[list(roles.ground)] = list(roles.ground)
+        self._role_lut = np.zeros(256, np.uint8)
+        self._role_lut[list(roles.ground)] = 1
+        self._role_lut[list(roles.obstacle)] = 2
         self._is_ground = np.zeros(256, bool)
         self._is_ground[list(roles.ground)] = True
         self._is_obstacle = np.zeros(256, bool)
@@ -384,10 +390,12 @@ class GroundProjector:
         self._lookup = np.where(cells >= 0, cells * self._stride, self.grid.cells * self._stride
                                 ).astype(np.int32).reshape(h, w)
         self._foot = feet.astype(np.int32).reshape(h, w)
+        self._foot[-1] = -1                  # the lowest row has no pixel below it
         self._foot_xyz = foot_xyz.astype(np.float32).reshape(h, w, 3)
         self._rays_base = np.ascontiguousarray(rays.T, dtype=np.float32)   # (3, h*w)
         self._origin = t.astype(np.float32)
-        self._fill_cells, self._fill_pixels = self._far_cells(intrinsics, rot, t, cells)
+        fill_cells, self._fill_pixels = self._far_cells(intrinsics, rot, t, cells)
+        self._fill_keys = (fill_cells * self._stride).astype(np.int32)
         self._camera = (intrinsics, pose)
         return True
 
@@ -456,25 +464,22 @@ class GroundProjector:
         """Evidence of one frame of class ids (uint8, camera resolution) on the ground plane."""
         self._check_labels(labels)
         c, cells = self.roles.num_classes, self.grid.cells
-        keys = self._lookup + self._ground_slot[labels]
-        counts = np.bincount(keys.ravel(), minlength=(cells + 1) * self._stride)
-        counts = counts.reshape(cells + 1, self._stride)[:cells, :c]
-        if self._fill_cells.size:                        # each far cell once: no repeats
-            lab = labels.ravel()[self._fill_pixels]
-            seen = self._is_ground[lab]
-            counts[self._fill_cells[seen], lab[seen]] += 1
-        ground = self._is_ground[labels]
-        feet = self._is_obstacle[labels[:-1]] & ground[1:]
+        # cv2.LUT: a SIMD table lookup, several times faster than numpy's take on uint8
+        slot = cv2.LUT(labels, self._slot_lut)           # class id if ground, else c
+        role = cv2.LUT(labels, self._role_lut)           # 0 other, 1 ground, 2 obstacle
+        feet = (role[:-1] == 2) & (role[1:] == 1)
         rows, cols = np.nonzero(feet)
-        if rows.size:
-            fc = self._foot[rows, cols]
-            ok = fc >= 0
-            rows, cols, fc = rows[ok], cols[ok], fc[ok]
-            np.add.at(counts, (fc, labels[rows, cols]), 1)
-            points = self._foot_xyz[rows, cols]
-        else:
-            points = np.zeros((0, 3), np.float32)
-        return Evidence(counts.astype(np.int32, copy=False), points)
+        fc = self._foot[rows, cols]
+        ok = fc >= 0
+        rows, cols, fc = rows[ok], cols[ok], fc[ok]
+        # one bincount: every pixel (non-ground ones into a discard slot), the obstacle
+        # footprints, and the far cells that no pixel centre lands in
+        keys = np.concatenate([(self._lookup + slot).ravel(),
+                               fc * self._stride + labels[rows, cols],
+                               self._fill_keys + slot.ravel()[self._fill_pixels]])
+        counts = np.bincount(keys, minlength=(cells + 1) * self._stride)
+        counts = counts.reshape(cells + 1, self._stride)[:cells, :c]
+        return Evidence(counts, self._foot_xyz[rows, cols])
 
     def project_depth(self, labels: np.ndarray, depth: np.ndarray, encoding: str) -> Evidence:
         """Evidence of one frame with its aligned depth image (``16UC1``/``mono16`` millimetres
@@ -508,7 +513,7 @@ class GroundProjector:
         counts = np.bincount(cell * c + flat[idx[keep]], minlength=cells * c)
         obst = keep & is_obst
         points = np.stack([x[obst], y[obst], z[obst] + np.float32(self.ground_z)], axis=1)
-        return Evidence(counts.reshape(cells, c).astype(np.int32), points.astype(np.float32))
+        return Evidence(counts.reshape(cells, c), points.astype(np.float32))
 
 
 def check_depth(depth: np.ndarray, encoding: str, shape: tuple[int, int]) -> None:
