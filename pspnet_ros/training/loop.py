@@ -1,8 +1,7 @@
 """The training loop of ``pspnet-ros train``: cross-entropy with an ignore index plus PSPNet's
-auxiliary loss (weight 0.4), optionally distillation, the Lovasz-softmax loss, online hard
-example mining (OHEM) and copy-paste augmentation; SGD with poly decay (head at 10x the
-backbone rate, as in the paper); resumable, deterministic for a given seed; writes the weights
-and a model card."""
+auxiliary loss (weight 0.4), optionally distillation, the Lovasz-softmax loss and copy-paste
+augmentation; SGD with poly decay (head at 10x the backbone rate, as in the paper); resumable,
+deterministic for a given seed; writes the weights and a model card."""
 from __future__ import annotations
 
 import dataclasses
