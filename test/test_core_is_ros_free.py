@@ -1,4 +1,4 @@
-"""The core must import without ROS (house rule; DESIGN.md)."""
+"""The core must import without ROS: plain Python, the CLI and the evaluator use it too."""
 import subprocess
 import sys
 

@@ -1,4 +1,4 @@
-"""Node parameter parsing (no ROS needed)."""
+"""Node parameter parsing, without ROS (test_node_helpers_ros_free.py checks the imports)."""
 import pytest
 
 from pspnet_ros.node.config import NodeConfig, parse_options, parse_regions, plan_workers
