@@ -27,7 +27,7 @@ def build_model(card: ModelCard, load_weights: bool = True) -> PSPNet:
 
 
 class TorchBackend(Backend):
-    """PSPNet in PyTorch; returns float32 logits at the network's output grid (stride 8, or 16).
+    """PSPNet in PyTorch; returns float32 logits on the network's output grid (stride 4, 8 or 16).
 
     Args:
         card: a card with ``.safetensors``/``.pth`` weights.
