@@ -12,6 +12,8 @@ is 100 * 0.5 / 5 = 10 rows above the horizon and its foot 100 / 5 = 20 rows belo
 X = 100 / 20 = 5.0 m exactly.
 """
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -335,3 +337,13 @@ def test_class_roles_reject_names_outside_the_label_set():
         ClassRoles.for_label_set(CAMVID, ground=['road', 'lawn'])
     with pytest.raises(GroundError, match='neither ground nor obstacle'):
         ClassRoles.for_label_set(CAMVID, groups={'up': ['sky']})
+
+
+def test_the_core_projection_imports_no_ros_package():
+    code = ('import sys, pspnet_ros.core.ground\n'
+            'bad = sorted(n for n in sys.modules if n.split(".")[0] in ("rclpy", "nav_msgs",\n'
+            '             "geometry_msgs", "sensor_msgs", "std_msgs", "tf2_ros"))\n'
+            'print(bad)\n'
+            'sys.exit(1 if bad else 0)\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
