@@ -164,3 +164,15 @@ def test_the_demo_quotes_the_shipped_models_val_miou():
     spec.loader.exec_module(demo)
     card = ModelCard.load(default_card_path())
     assert demo.EXPECTED_MIOU_CAMVID_ALL == card.metrics['val']['miou']
+
+
+def test_the_colour_legend_in_ros_interface_is_the_label_sets_palette():
+    # docs/ROS_INTERFACE.md's legend table must follow pspnet_ros.core.labels.
+    from pspnet_ros.core import ModelCard
+    from pspnet_ros.core.files import default_card_path
+    from pspnet_ros.core.labels import get_label_set
+    text = (ROOT / 'docs' / 'ROS_INTERFACE.md').read_text()
+    rows = re.findall(r'^\| (\d+) \| `(\w+)` \| (\d+), (\d+), (\d+) \|$', text, re.M)
+    labels = get_label_set(ModelCard.load(default_card_path()).label_set)
+    assert [(int(i), name, (int(r), int(g), int(b))) for i, name, r, g, b in rows] == \
+        [(i, name, tuple(c)) for i, (name, c) in enumerate(zip(labels.classes, labels.palette))]
