@@ -81,13 +81,13 @@ def commands(path: Path) -> list[tuple[int, str, str]]:
 ALL = [(p.relative_to(ROOT).as_posix(), b, c, n) for p in DOCS for b, c, n in commands(p)]
 
 
-# Benchmarks need a quiet machine (docs/BENCHMARKS.md); tests never time anything.
+# Benchmarks need a quiet machine (docs/RESULTS.md); tests never time anything.
 BENCHMARK = re.compile(r'(^|/)(python\S*) scripts/(bench_\w+|soak)\.py')
 
 
 def _covered(command: str) -> str:
     if BENCHMARK.search(command):
-        return 'a benchmark: run on a quiet machine (docs/BENCHMARKS.md), not in tests'
+        return 'a benchmark: run on a quiet machine (docs/RESULTS.md), not in tests'
     words = command.split()
     return next((where for prefix, where in COVERED.items() if command.startswith(prefix)),
                 next((where for opt, where in COVERED_OPTIONS.items() if opt in words), ''))
