@@ -36,7 +36,7 @@ def test_pools_wait_passively_and_use_one_thread_per_usable_cpu():
                  'print(json.dumps({"torch": torch.get_num_threads(), "threads": s.threads,\n'
                  '  "wait": os.environ["OMP_WAIT_POLICY"], "omp": os.environ["OMP_NUM_THREADS"],\n'
                  '  "spin": os.environ["GOMP_SPINCOUNT"], "notes": s.notes}))')
-    # libgomp spins about 0.1 ms between parallel regions, then sleeps (BENCHMARKS.md).
+    # libgomp spins about 0.1 ms between parallel regions, then sleeps (docs/RESULTS.md).
     assert got == {'torch': len(CPUS), 'threads': len(CPUS), 'wait': 'PASSIVE',
                    'omp': str(len(CPUS)), 'spin': '10000', 'notes': []}
 

@@ -8,12 +8,12 @@ from typing import Iterable
 
 # OpenMP (PyTorch's intra-op pool), Intel OpenMP, OpenBLAS and MKL spin on idle cores between
 # parallel regions. On a robot the other cores belong to SLAM, planning and drivers: spinning
-# threads compete with them and latency tails explode (docs/BENCHMARKS.md, "CPU contention").
+# threads compete with them and latency tails explode (docs/RESULTS.md, "Contention").
 # These are read once, when each library loads, so they must be set before torch, numpy or
 # onnxruntime are imported.
 # libgomp (PyTorch's pool) spins GOMP_SPINCOUNT iterations (about 100 000 per ms) before it
 # sleeps, and takes that count over OMP_WAIT_POLICY. How long to spin depends on the work
-# (docs/BENCHMARKS.md, "CPU contention", measured on 2 cores):
+# (docs/history/BENCHMARKS-2026-11.md, "Latency beside CPU-bound processes", 2 cores):
 # - one stream of frames (a one-camera node): no spin. Beside 2 busy processes the node's p50
 #   is 2.1-2.3x its idle p50 and p99 1.3x p50; with a 0.1 ms spin 2.7-2.8x and 1.5-1.6x. An idle
 #   frame is about 25 % slower without the spin.
@@ -61,7 +61,7 @@ class ThreadSettings:
 # the memory its thread freed. The node's threads (DDS, executor, inference pools) each
 # allocate frames and batch activations, so a 4-camera node held about 120 MB more than a
 # 1-camera node; with 2 arenas the difference was about 55 MB, at the same output rate
-# (scripts/bench_multicam.py, docs/BENCHMARKS.md).
+# (scripts/bench_multicam.py, docs/history/BENCHMARKS-2026-11.md).
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8                   # glibc malloc.h
 

@@ -81,7 +81,7 @@ def _correct_rounding_bias(net, frames: list[np.ndarray], weight_qspec) -> None:
     observer as the quantiser (``weight_qspec``), so the bias the int8 graph carries cancels
     the shift. The float model is untouched: only the copy being quantised changes.
     Measured on the default model (20 CamVid val frames): int8 argmax agreement with float
-    98.46 % -> 99.30 % (docs/BENCHMARKS.md).
+    98.46 % -> 99.30 % (docs/RESULTS.md).
     """
     import torch
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -134,7 +134,7 @@ def _int8_quantizer(config):
     convolution's output stays unquantised and the ReLU6 output gets its own observer, as
     TFLite's fused ``CONV_2D`` + ``RELU6`` computes it (the converter fuses the pair either
     way, so the op list is unchanged). Measured on the default model, 20 CamVid val frames,
-    post-training: int8 argmax agreement with float 97.33 % -> 98.46 % (docs/BENCHMARKS.md).
+    post-training: int8 argmax agreement with float 97.33 % -> 98.46 % (docs/RESULTS.md).
     """
     import torch
     from litert_torch.quantize import pt2e_quantizer

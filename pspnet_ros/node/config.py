@@ -298,7 +298,7 @@ def plan_workers(cfg: NodeConfig, seg, threads: int) -> tuple[int, int, str]:
     CPU threads per worker (0 = leave the process's), note for the log).
 
     On 2 cores, two workers of one thread each ran 1.25-1.5x the frames of one worker of two
-    threads (docs/BENCHMARKS.md, "Multi-camera node"): no OpenMP barriers between layers and
+    threads (docs/RESULTS.md, "Multi-camera"): no OpenMP barriers between layers and
     no idle core while Python prepares or publishes a frame. A camera is never in two workers
     at once (its outputs keep the order of its frames), so there are at most as many workers
     as cameras; synchronised sets run whole, one at a time.

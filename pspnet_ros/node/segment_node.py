@@ -61,8 +61,8 @@ class SegmentNode(LifecycleNode):
         # thread, which also runs the first (often only) worker: PyTorch's OpenMP pool belongs
         # to the thread that calls it, and building the model on the executor thread and
         # running it on another left two pools on the cores, ~35 % slower on 2 cores (45 vs 33
-        # ms, docs/BENCHMARKS.md). Further workers (inference_workers) start further threads,
-        # each with an OpenMP pool of its own size.
+        # ms, docs/history/BENCHMARKS-2026-11.md). Further workers (inference_workers) start
+        # further threads, each with an OpenMP pool of its own size.
         self._infer_pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
                                               thread_name_prefix='pspnet_inference')
         self.workers = 1                 # inference workers of the current configuration

@@ -24,7 +24,7 @@ BACKENDS = {
 }
 DEFAULT_CHAIN = ('edgetpu', 'onnxruntime', 'tflite', 'torch')
 # On the CPU, fastest first: int8 TFLite (XNNPACK) is about 2-3x the float ONNX Runtime and
-# torch paths on 2 x86 cores (docs/BENCHMARKS.md); an Edge TPU, when present, beats them all.
+# torch paths on 2 x86 cores (docs/RESULTS.md); an Edge TPU, when present, beats them all.
 CPU_CHAIN = ('edgetpu', 'tflite', 'onnxruntime', 'torch')
 # The files `pspnet-ros export` writes next to a card, per backend, preferred first: ``auto``
 # runs a card's shipped export when the card itself is not in that backend's format.

@@ -92,7 +92,7 @@ class OnnxRuntimeBackend(Backend):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         # ONNX Runtime's pool spins between operators by default; on a shared CPU that takes
-        # cores from other processes and lengthens the latency tail (docs/BENCHMARKS.md).
+        # cores from other processes and lengthens the latency tail (docs/RESULTS.md).
         opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
         opts.add_session_config_entry('session.inter_op.allow_spinning', '0')
         try:
