@@ -1,7 +1,6 @@
 """Start the PSPNet segmentation node with a parameter file and an image topic remap."""
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import LaunchConfigurationNotEquals
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -24,6 +23,12 @@ def generate_launch_description():
         parameters = [params_file, {'use_sim_time': use_sim_time}]
         if names:
             parameters.append({'cameras': names})
+        # Camera-sized frames (640x480 and up) need a larger Fast DDS shared-memory segment
+        # than the default. The profile goes into this node's environment only: a launch
+        # that includes this one keeps the middleware settings of its other processes (give
+        # the camera driver the same profile, in its own action or by exporting it).
+        profile = context.perform_substitution(fastdds_profile).strip()
+        env = {'FASTDDS_DEFAULT_PROFILES_FILE': profile} if profile else {}
         return [Node(
             package='pspnet_ros',
             executable='segment_node',
@@ -35,22 +40,19 @@ def generate_launch_description():
             remappings=[('image', image_topic),
                         ('image/compressed', [image_topic, '/compressed']),
                         ('camera_info', camera_info_topic)],
+            additional_env=env,
             output='screen',
             emulate_tty=True,
         )]
 
     return LaunchDescription([
-        # Camera-sized frames (640x480 and up) need a larger Fast DDS shared-memory segment
-        # than the default; the profile applies to every process this launch starts after
-        # this point (add the camera driver here too, or export the variable for it).
         DeclareLaunchArgument(
             'fastdds_profile',
             default_value=PathJoinSubstitution([FindPackageShare('pspnet_ros'), 'config',
                                                 'fastdds_large_frames.xml']),
-            description='Fast DDS XML profile set as FASTDDS_DEFAULT_PROFILES_FILE for the '
-                        'processes of this launch; empty = leave the environment as it is'),
-        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', fastdds_profile,
-                               condition=LaunchConfigurationNotEquals('fastdds_profile', '')),
+            description='Fast DDS XML profile given to the node as '
+                        'FASTDDS_DEFAULT_PROFILES_FILE (its process only); empty = the node '
+                        'inherits the environment as it is'),
         DeclareLaunchArgument(
             'params_file',
             default_value=PathJoinSubstitution([FindPackageShare('pspnet_ros'), 'config',

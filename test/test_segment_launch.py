@@ -1,9 +1,12 @@
-"""launch_testing: the real launch file starts the node, which answers frames and exits cleanly.
+"""launch_testing: the real launch file starts the node, which answers frames and exits cleanly;
+the Fast DDS profile it gives the node does not reach the other processes of a launch that
+includes it.
 
 Runs where launch_testing exists (a ROS 2 install: ``colcon test`` or ``launch_test``); the
 pip-only environment has no launch/launch_ros/launch_testing wheels, so it is skipped there.
 """
 import os
+import sys
 import unittest
 
 import pytest
@@ -20,6 +23,9 @@ import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+# A real profile (a later rclpy in this process may read it), by another path than the node's.
+PARENT_PROFILE = os.path.realpath(os.path.join(HERE, '..', 'config', 'fastdds_large_frames.xml'))
 
 
 @pytest.mark.launch_test
@@ -27,10 +33,23 @@ def generate_test_description():
     include = launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(HERE, '..', 'launch', 'segment.launch.py')),
         launch_arguments={'image_topic': '/test_camera/image_raw'}.items())
-    return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
+    # The including launch has its own profile setting; another of its processes, started
+    # after the include, must still see it (the node alone gets segment.launch.py's profile).
+    own = launch.actions.SetEnvironmentVariable(PROFILE_ENV, PARENT_PROFILE)
+    probe = launch.actions.ExecuteProcess(
+        cmd=[sys.executable, '-c',
+             f'import os; print("profile=" + os.environ.get("{PROFILE_ENV}", "unset"))'],
+        output='screen')
+    return (launch.LaunchDescription([own, include, probe,
+                                      launch_testing.actions.ReadyToTest()]),
+            {'probe': probe})
 
 
 class TestMasksArrive(unittest.TestCase):
+
+    def test_the_other_processes_keep_their_middleware_environment(self, proc_output, probe):
+        proc_output.assertWaitFor(f'profile={PARENT_PROFILE}', process=probe, timeout=30,
+                                  stream='stdout')
 
     def test_masks_come_back_for_published_frames(self, proc_output):
         from rclpy.executors import SingleThreadedExecutor
