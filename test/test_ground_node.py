@@ -19,6 +19,7 @@ from pspnet_ros.node.ground import (ground_config, GROUND_PARAMETERS, GroundGrid
                                     intrinsics_from_msg)
 
 pytestmark = pytest.mark.ros
+EXAMPLE = Path(__file__).resolve().parents[1] / 'test' / 'data' / 'ground_grid.yaml'
 
 W, H = 160, 120
 ROAD, SKY, PEDESTRIAN = (CAMVID.classes.index(n) for n in ('road', 'sky', 'pedestrian'))
@@ -285,7 +286,7 @@ def test_pose_from_tf_where_tf2_ros_exists(rclpy_context):
         'tf2_ros', reason='tf2_ros is not on PyPI; the TF pose path runs in a ROS install')
     from geometry_msgs.msg import TransformStamped
     from nav_msgs.msg import OccupancyGrid
-    rig = Rig('ground_tf', cameras=('front',), **{'ground.camera_poses': [''],
+    rig = Rig('ground_tf', cameras=('front',), **{'ground.camera_poses': [],
                                                   'ground.pose_source': 'tf'})
     try:
         assert rig.grid.cams['front'].source == 'tf'
@@ -310,12 +311,12 @@ def test_pose_from_tf_where_tf2_ros_exists(rclpy_context):
 
 
 def test_the_example_config_names_every_ground_parameter_and_parses():
-    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / 'config' / 'ground_grid.yaml')
-                         .read_text())['/**']['ros__parameters']
-    flat = {f'ground.{k}': v for k, v in doc['ground'].items()}
+    flat = {k: v for k, v in yaml.safe_load(EXAMPLE.read_text())['/**']['ros__parameters']
+            .items() if k.startswith('ground.')}
     assert set(flat) == set(GROUND_PARAMETERS)
     cfg = ground_config(flat, CAMVID, [''])
     assert cfg.poses == {'': (0.0, 0.0, 1.2, 0.0, 0.0, 0.0)}
     assert cfg.grid.width == cfg.grid.height == 200 and cfg.grid.origin_x == -10.0
     assert set(cfg.roles.groups) == {'drivable', 'obstacle'}
     assert cfg.costs == {'drivable': (0, 100), 'obstacle': (100, 0)}
+    assert cfg.height_band == (0.05, 2.0)

@@ -36,28 +36,32 @@ GROUND_PARAMETERS = {
     'ground.pose_source': ('auto', 'camera pose: tf (base_frame -> the image frame_id, the '
                            'optical frame), parameters (ground.camera_poses), or auto: '
                            'parameters for cameras listed there, else tf when tf2_ros imports'),
-    'ground.camera_poses': ([''], 'camera body pose in base_frame, x forward (URDF '
+    'ground.camera_poses': ([], 'camera body pose in base_frame, x forward (URDF '
                             'camera_link): "x,y,z,roll,pitch,yaw" (metres, radians; pitch > 0 '
                             'looks down) or "camera:x,y,z,roll,pitch,yaw" per camera'),
     'ground.resolution': (0.1, 'grid cell size, metres'),
-    'ground.size': ([20.0, 20.0], 'grid extent [x, y], metres'),
-    'ground.origin': ([-10.0, -10.0], "base-frame [x, y] of the grid's lower-left corner"),
+    'ground.size_x': (20.0, 'grid extent along x, metres'),
+    'ground.size_y': (20.0, 'grid extent along y, metres'),
+    'ground.origin_x': (-10.0, "base-frame x of the grid's corner (its lowest x), metres"),
+    'ground.origin_y': (-10.0, "base-frame y of the grid's corner (its lowest y), metres"),
     'ground.max_range': (10.0, 'metres from a camera beyond which nothing is marked'),
     'ground.ground_z': (0.0, 'height of the ground plane in base_frame, metres'),
-    'ground.ground_classes': ([''], 'classes projected where seen; [] = the label set default '
+    'ground.ground_classes': ([], 'classes projected where seen; [] = the label set default '
                               '(CamVid: road, pavement)'),
-    'ground.obstacle_classes': ([''], 'classes marked at their footprint only; [] = the label '
+    'ground.obstacle_classes': ([], 'classes marked at their footprint only; [] = the label '
                                 'set default'),
-    'ground.groups': ([''], 'one OccupancyGrid per group, "name:class,class"; [] = the label '
+    'ground.groups': ([], 'one OccupancyGrid per group, "name:class,class"; [] = the label '
                       'set default (CamVid: drivable:road and obstacle:car,pedestrian,...)'),
-    'ground.group_costs': ([''], '"name:cost,other_cost": cell value where the group is seen '
+    'ground.group_costs': ([], '"name:cost,other_cost": cell value where the group is seen '
                            'and where another class is; default 100,0 (drivable: 0,100)'),
     'ground.use_depth': (False, 'subscribe an aligned depth image (depth/image; 16UC1 mm or '
                          '32FC1 m) and place every pixel at its 3D point'),
     'ground.depth_tolerance': (0.0, 'seconds between a frame and its depth image; 0 = the '
                                'exact stamp. Unmatched frames are counted, not projected'),
-    'ground.height_band': ([0.05, 2.0], 'with depth: obstacle points count between these '
-                           'heights above the ground, metres'),
+    'ground.min_obstacle_height': (0.05, 'with depth: obstacle points count from this height '
+                                   'above the ground, metres'),
+    'ground.max_obstacle_height': (2.0, 'with depth: obstacle points count up to this height '
+                                   'above the ground, metres'),
     'ground.sync_tolerance': (0.1, 'the fused grid takes the latest evidence of each camera '
                               'stamped within this many seconds of the frame'),
     'ground.rectified': (False, 'the image is rectified: use camera_info P and no distortion'),
@@ -119,13 +123,11 @@ def ground_config(p: Mapping, labels: LabelSet, cameras: Sequence[str]) -> Groun
         if missing:
             raise ValueError(f'ground.pose_source is parameters but ground.camera_poses has no '
                              f'pose for camera(s) {missing}')
-    size = list(p.get('ground.size', [20.0, 20.0]))
-    origin = list(p.get('ground.origin', [-10.0, -10.0]))
-    if len(size) != 2 or len(origin) != 2:
-        raise ValueError(f'ground.size and ground.origin take [x, y], got {size} and {origin}')
-    band = list(p.get('ground.height_band', [0.05, 2.0]))
-    if len(band) != 2:
-        raise ValueError(f'ground.height_band takes [low, high] metres, got {band}')
+    band = (float(p.get('ground.min_obstacle_height', 0.05)),
+            float(p.get('ground.max_obstacle_height', 2.0)))
+    if band[0] > band[1]:
+        raise ValueError(f'ground.min_obstacle_height {band[0]} is above '
+                         f'ground.max_obstacle_height {band[1]}')
     groups = None
     if _names(p.get('ground.groups')):
         groups = {}
@@ -135,9 +137,11 @@ def ground_config(p: Mapping, labels: LabelSet, cameras: Sequence[str]) -> Groun
                 raise ValueError(f'ground.groups entry {entry!r}: expected "name:class,class"')
             groups[name.strip()] = _names(classes.split(','))
     try:
-        grid = GridSpec.from_extent(float(size[0]), float(size[1]),
+        grid = GridSpec.from_extent(float(p.get('ground.size_x', 20.0)),
+                                    float(p.get('ground.size_y', 20.0)),
                                     float(p.get('ground.resolution', 0.1)),
-                                    float(origin[0]), float(origin[1]))
+                                    float(p.get('ground.origin_x', -10.0)),
+                                    float(p.get('ground.origin_y', -10.0)))
         roles = ClassRoles.for_label_set(
             labels, _names(p.get('ground.ground_classes')) or None,
             _names(p.get('ground.obstacle_classes')) or None, groups)
@@ -164,7 +168,7 @@ def ground_config(p: Mapping, labels: LabelSet, cameras: Sequence[str]) -> Groun
         ground_z=float(p.get('ground.ground_z', 0.0)),
         use_depth=bool(p.get('ground.use_depth', False)),
         depth_tolerance=float(p.get('ground.depth_tolerance', 0.0)),
-        height_band=(float(band[0]), float(band[1])),
+        height_band=band,
         sync_tolerance=float(p.get('ground.sync_tolerance', 0.1)),
         rectified=bool(p.get('ground.rectified', False)))
 
