@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pspnet_ros.core.ground import GroundError
 from pspnet_ros.core.labels import CAMVID
 from pspnet_ros.node.ground import (ground_config, GROUND_PARAMETERS, GroundGrid,
                                     intrinsics_from_msg)
@@ -320,3 +321,17 @@ def test_the_example_config_names_every_ground_parameter_and_parses():
     assert set(cfg.roles.groups) == {'drivable', 'obstacle'}
     assert cfg.costs == {'drivable': (0, 100), 'obstacle': (100, 0)}
     assert cfg.height_band == (0.05, 2.0)
+
+
+def test_depth_from_msg_honours_step_padding_and_byte_order():
+    from sensor_msgs.msg import Image
+    from pspnet_ros.node.ground import depth_from_msg
+    depth = np.array([[1000, 2000, 3000], [4000, 0, 65535]], np.uint16)
+    msg = Image(height=2, width=3, encoding='16UC1', is_bigendian=1, step=8)  # 2 bytes padding
+    msg.data = b''.join(row.astype('>u2').tobytes() + b'\xff\xff' for row in depth)
+    got, enc = depth_from_msg(msg)
+    assert enc == '16UC1' and got.dtype == np.uint16
+    np.testing.assert_array_equal(got, depth)
+    msg.step = 4                      # shorter than a row: an error, not a misread image
+    with pytest.raises(GroundError, match='truncated'):
+        depth_from_msg(msg)

@@ -355,10 +355,12 @@ class GroundGrid:
             cam.subs = []
 
     def release(self) -> None:
+        """Subscriptions and publishers destroyed (cleanup)."""
         self.unsubscribe()
+        destroy = getattr(self.node, 'destroy_lifecycle_publisher', self.node.destroy_publisher)
         for pubs in [self.pubs] + [c.pubs for c in self.cams.values()]:
             for pub in pubs.values():
-                self.node.destroy_publisher(pub)
+                destroy(pub)
             pubs.clear()
         self._tf = None
 
