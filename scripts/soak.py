@@ -4,8 +4,10 @@ Starts the node in its own process with the launch file's Fast DDS profile
 (config/fastdds_large_frames.xml, in both processes), discovery limited to this host
 (loopback only) in a private domain, publishes WIDTHxHEIGHT rgb8 frames at RATE Hz, and
 records per minute: frames sent / answered / dropped / lost, end-to-end latency p50/p99
-(publish to mask arrival), and the node's RSS and thread count over time. Stops by itself
-after --minutes; prints a table and writes JSON.
+(publish to mask arrival), the node's RSS and thread count over time, and its diagnostics
+level. Stops by itself after --minutes, waits until the node is idle, and records the final
+level and the balance of its counters (every received frame at one outcome, docs/
+ROS_INTERFACE.md "Counters"); prints a table and writes JSON.
 
     python scripts/soak.py --minutes 30 --out docs/results/soak_<date>.json
 """
@@ -141,12 +143,14 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_minute or (now >= end + 3.0):
                 diag = (diag_values(client.diagnostics[-1], client.node_name)
                         if client.diagnostics else {})
+                level, message = node_level(client)
                 row = {'minute': len(minutes_rows) + 1, 'sent': cur['sent'],
                        'answered': cur['answered'],
                        'p50_ms': percentile(cur['lat'], 50), 'p99_ms': percentile(cur['lat'], 99),
                        'node_received_total': int(diag.get('frames.received', 0)),
                        'node_dropped_total': int(diag.get('frames.dropped', 0)),
                        'node_lost_total': int(diag.get('frames.lost', 0)),
+                       'level': level, 'message': message,
                        **{k: v for k, v in proc_status(proc.pid).items()}}
                 minutes_rows.append(row)
                 print(f'minute {row["minute"]:3d}: sent {row["sent"]} answered '
@@ -162,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
             if proc.poll() is not None:
                 report['error'] = f'node exited with code {proc.returncode}'
                 break
+        if 'error' not in report:
+            report['final'] = final_state(client, ex)
+            f = report['final']
+            print(f'final: level {f["level"]} ({f["message"]}); received {f["received"]} = '
+                  f'outcomes {f["outcomes"]} + in progress {f["in_progress"]}: balance '
+                  f'{"holds" if f["balanced"] else "BROKEN"}; lost {f["lost"]}, gaps inferred '
+                  f'{f["gaps_inferred"]}', flush=True)
     finally:
         code = stop_node(proc)
         report['node_exit_code'] = code
@@ -171,6 +182,45 @@ def main(argv: list[str] | None = None) -> int:
         _write(out_path, report, minutes_rows, samples, sent_total, answered_total)
     print(f'wrote {out_path} (node log {log_path})')
     return 0 if 'error' not in report else 1
+
+
+OUTCOMES = ('frames.processed', 'frames.dropped', 'frames.skipped_no_subscribers',
+            'frames.errors', 'frames.discarded_on_transition')
+LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
+
+
+def node_level(client) -> tuple[str, str]:
+    """The level and message of the node's status in the newest diagnostics message."""
+    for arr in reversed(client.diagnostics[-1:]):
+        for st in arr.status:
+            if f'/{client.node_name}:' in st.name and st.name.endswith(': segmentation'):
+                return LEVELS.get(st.level[0], str(st.level)), st.message
+    return 'none', ''
+
+
+def final_state(client, ex, timeout: float = 30.0) -> dict:
+    """Once the node is idle (``frames.in_progress`` 0): its level and counter balance."""
+    from pspnet_ros.live import diag_values
+    vals: dict = {}
+
+    def idle() -> bool:
+        nonlocal vals
+        if client.diagnostics:
+            vals = diag_values(client.diagnostics[-1], client.node_name)
+        return vals.get('frames.in_progress') == '0'
+    client.spin_until(ex, idle, timeout)
+    client.spin_until(ex, lambda: False, 1.5)       # the next message: the level now
+    level, message = node_level(client)
+    received = int(vals.get('frames.received', 0))
+    outcomes = {k: int(vals.get(k, 0)) for k in OUTCOMES}
+    in_progress = int(vals.get('frames.in_progress', -1))
+    return {'level': level, 'message': message, 'received': received,
+            'outcomes': sum(outcomes.values()), 'outcome_counts': outcomes,
+            'in_progress': in_progress,
+            'balanced': received == sum(outcomes.values()) and in_progress == 0,
+            'errors': {k: v for k, v in vals.items() if k.startswith('errors.')},
+            'lost': int(vals.get('frames.lost', 0)),
+            'gaps_inferred': int(vals.get('frames.gaps_inferred', 0))}
 
 
 def _write(path: Path, report: dict, minutes_rows: list, samples: list, sent: int,
