@@ -1,4 +1,7 @@
 """The node's status from snapshots, without DDS: values, window, transport cases, balance."""
+import subprocess
+import sys
+
 import pytest
 
 from pspnet_ros.node import diagnostics as d
@@ -144,3 +147,11 @@ def test_irregular_stamps_a_restart_or_a_long_pause_infer_nothing():
     assert g.add(10.0 + 60.0) == 0                  # a pause of 600 periods: not a loss
     assert g.add(5.0) == 0                          # stamps went back: a replay restarted
     assert sum(g.add(5.0 + i * 0.1) for i in range(1, 12)) == 0
+
+
+def test_the_status_rules_import_no_ros():
+    code = ('import sys, pspnet_ros.node.diagnostics\n'
+            'bad = [n for n in sys.modules if n.split(".")[0] in ("rclpy", "diagnostic_msgs", '
+            '"sensor_msgs", "rcl_interfaces")]\n'
+            'sys.exit(1 if bad else 0)\n')
+    assert subprocess.run([sys.executable, '-c', code]).returncode == 0
