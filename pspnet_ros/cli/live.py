@@ -61,8 +61,8 @@ def cmd_live(args) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from ..core import get_label_set
     from ..evaluation.bagio import BagError, BagSource
-    from ..live.client import diag_values, LiveClient, default_params_file, start_node, \
-        stop_node
+    from ..live.client import diag_values, LiveClient, default_params_file, node_failure, \
+        start_node, stop_node
     from ..live.replay import IMAGE_TYPES, replay_cameras
     from ..live.transport import use_large_frames_profile
     if args.rate_factor <= 0:
@@ -171,25 +171,6 @@ def cmd_live(args) -> int:
               f'spread {doc["output_rate_spread"] * 100:.1f} % of the mean')
     print(f'wrote {out / "live_report.json"}')
     return 0
-
-
-def node_failure(proc, log: Path) -> str:
-    """Why a node this command started failed, in one line ('' while it looks healthy): its
-    exit, or the first ERROR its log shows (e.g. ``configure failed: ...``)."""
-    error = ''
-    try:
-        for line in log.read_text(errors='replace').splitlines():
-            if '[ERROR]' in line or 'configure failed' in line:
-                error = line.split(']: ', 1)[-1].strip()
-                break
-    except OSError:
-        pass
-    if len(error) > 300:
-        error = error[:297] + '...'
-    code = proc.poll()
-    if code is not None:
-        return f'it exited with code {code}' + (f': {error}' if error else '')
-    return error
 
 
 def _spread(reps: dict[str, dict]) -> dict:

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 from typing import Sequence, TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from ..core.metrics import scores
@@ -98,7 +97,9 @@ def write_outputs(report: dict, out: Path, timings: dict[str, list[float]], samp
         (out / name).unlink(missing_ok=True)
     written = plot_all(clean(report), timings, out)
     if samples:
-        montage(samples, palette, out / 'samples.png', SAMPLE_WIDTH)
+        from .figures import montage
+        montage(samples, palette, out / 'samples.png', SAMPLE_WIDTH,
+                class_names=report['class_names'], ignore_index=report['ignore_index'])
         written.append('samples.png')
     # report.json and summary.md list the files this run wrote (the returned report does
     # not change: the same run gives the same report however it is sharded).
@@ -322,27 +323,6 @@ def plot_all(report: dict, timings: dict[str, list[float]], out: Path) -> list[s
         plt.close(fig)
         written.append('latency.png')
     return written
-
-
-def montage(samples: Sequence[tuple], palette: np.ndarray, path: Path, width: int = 320) -> None:
-    """One row per sample: image, ground truth colours, prediction colours (black = void),
-    and, for samples ``(img, gt, pred, extra)`` with a fourth RGB image (e.g. the node's
-    overlay), that image too. A missing image or ground truth is a black tile."""
-    from ..core.segmenter import colorize
-    rows = []
-    for img, gt, pred, *extra in samples:
-        h, w = pred.shape
-        th = max(1, round(h * width / w))
-        tiles = []
-        for tile in (img, None if gt is None else colorize(gt, palette), colorize(pred, palette),
-                     *extra):
-            if tile is None:
-                tile = np.zeros((h, w, 3), np.uint8)
-            tiles.append(cv2.resize(tile, (width, th), interpolation=cv2.INTER_NEAREST))
-        rows.append(np.concatenate(tiles, axis=1))
-    if rows:
-        grid = np.concatenate(rows, axis=0)
-        cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
 def write_json(report: dict, path: Path) -> None:

@@ -73,6 +73,25 @@ def stop_node(proc: subprocess.Popen, timeout: float = 15.0) -> int:
     return proc.returncode
 
 
+def node_failure(proc: subprocess.Popen, log: Path) -> str:
+    """Why a node this command started failed, in one line ('' while it looks healthy): its
+    exit, or the first ERROR its log shows (e.g. ``configure failed: ...``)."""
+    error = ''
+    try:
+        for line in log.read_text(errors='replace').splitlines():
+            if '[ERROR]' in line or 'configure failed' in line:
+                error = line.split(']: ', 1)[-1].strip()
+                break
+    except OSError:
+        pass
+    if len(error) > 300:
+        error = error[:297] + '...'
+    code = proc.poll()
+    if code is not None:
+        return f'it exited with code {code}' + (f': {error}' if error else '')
+    return error
+
+
 @dataclass
 class Received:
     """Outputs collected for one input stamp, with the receive time of each."""
