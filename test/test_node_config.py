@@ -1,4 +1,6 @@
 """Node parameter parsing, without ROS (test_node_helpers_ros_free.py checks the imports)."""
+from pathlib import Path
+
 import pytest
 
 from pspnet_ros.node.config import NodeConfig, parse_options, parse_regions, plan_workers
@@ -140,3 +142,30 @@ def test_torch_on_cuda_runs_one_batch_at_a_time():
     assert plan_workers(cfg, _Seg('torch', 'cuda:0'), 2) == (1, 0, '')
     with pytest.raises(ValueError, match='inference_workers must be 0..64'):
         NodeConfig.from_parameters(params(inference_workers=65))
+
+
+def test_named_backends_run_the_shipped_exports_when_model_is_empty():
+    from pspnet_ros.core.backends import BackendError
+    models = Path(__file__).resolve().parents[1] / 'models'
+    cards = {b: NodeConfig.from_parameters(params(backend=b)).card_for(b)
+             for b in ('torch', 'auto', 'onnxruntime', 'tflite')}
+    assert cards == {'torch': models / 'pspnet_mobilenetv2_camvid.yaml',
+                     'auto': models / 'pspnet_mobilenetv2_camvid.yaml',
+                     'onnxruntime': models / 'pspnet_mobilenetv2_camvid.onnx.yaml',
+                     'tflite': models / 'pspnet_mobilenetv2_camvid_int8.tflite.yaml'}
+    mine = NodeConfig.from_parameters(params(backend='onnxruntime', model='my.onnx.yaml'))
+    assert mine.card_for('onnxruntime') == 'my.onnx.yaml'
+    # No Edge TPU compilation is shipped: one line that says what to make.
+    with pytest.raises(BackendError) as err:
+        NodeConfig.from_parameters(params(backend='edgetpu')).build_segmenter()
+    assert str(err.value) == (
+        'no edgetpu export of pspnet_mobilenetv2_camvid next to its card (looked for '
+        'pspnet_mobilenetv2_camvid_int8_edgetpu.tflite.yaml); make one with '
+        '`pspnet-ros export CARD --format edgetpu --out DIR`')
+
+
+def test_the_onnxruntime_backend_with_no_model_runs_the_onnx_export():
+    pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
+    seg, note = NodeConfig.from_parameters(params(backend='onnxruntime')).build_segmenter()
+    assert (seg.backend.name, seg.card.name, note) == (
+        'onnxruntime', 'pspnet_mobilenetv2_camvid_onnx', '')

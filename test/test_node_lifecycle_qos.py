@@ -163,13 +163,31 @@ def test_unavailable_backend_falls_back_and_diagnostics_say_why(tmp_path):
     assert 'fell back to' in n.log.read_text()
 
 
-@pytest.mark.parametrize('profile', ['cpu.yaml', 'cuda.yaml', 'onnxruntime.yaml'])
+def _runtime(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.parametrize('profile', ['cpu.yaml', 'cuda.yaml', 'onnxruntime.yaml', 'auto.yaml',
+                                     'edgetpu.yaml'])
 def test_each_profile_given_alone_starts_and_answers(tmp_path, profile):
     # A profile is a complete params file: every parameter it leaves out keeps its default
-    # (the string arrays too). Without CUDA / an .onnx model the profiles fall back to torch
-    # on the CPU, as their fallback_backends say.
+    # (the string arrays too). With model '' a named backend runs the shipped export of the
+    # default model (ONNX for onnxruntime, int8 TFLite for tflite), as auto does; without
+    # CUDA, onnxruntime or an Edge TPU export the profiles fall back as their
+    # fallback_backends say, and say why.
     import torch
     cuda = profile == 'cuda.yaml' and torch.cuda.is_available()
+    onnx = _runtime('onnxruntime')
+    tflite = _runtime('ai_edge_litert') or _runtime('tflite_runtime')
+    expect = {'cpu.yaml': ('torch', 'pspnet_mobilenetv2_camvid', False),
+              'cuda.yaml': ('torch', 'pspnet_mobilenetv2_camvid', not cuda),
+              'onnxruntime.yaml': (('onnxruntime', 'pspnet_mobilenetv2_camvid_onnx', False)
+                                   if onnx else ('torch', 'pspnet_mobilenetv2_camvid', True)),
+              'auto.yaml': ('tflite', 'pspnet_mobilenetv2_camvid_int8', False),
+              'edgetpu.yaml': ('tflite', 'pspnet_mobilenetv2_camvid_int8', True)}[profile]
+    if profile in ('auto.yaml', 'edgetpu.yaml') and not tflite:
+        pytest.skip('ai-edge-litert is not installed (the int8 model needs it)')
     n = NodeUnderTest(tmp_path, params=ROOT / 'config' / profile,
                       client_kwargs={'outputs': ('mask', 'occupancy')})
     try:
@@ -178,15 +196,20 @@ def test_each_profile_given_alone_starts_and_answers(tmp_path, profile):
         rec = n.client.received[stamp_key(msg.header)]
         assert set(rec.times) == {'mask', 'occupancy'}
         v = n.latest_diag(lambda v: 'backend' in v)
-        assert (v['backend'], v['device']) == ('torch', 'cuda' if cuda else 'cpu')
-        assert ('backend_note' in v) == (profile == 'onnxruntime.yaml' or
-                                         (profile == 'cuda.yaml' and not cuda))
+        assert (v['backend'], v['model'], 'backend_note' in v) == expect, v
+        assert v['device'] == ('cuda' if cuda else 'cpu')
+        if profile == 'edgetpu.yaml':
+            assert v['backend_note'].startswith(
+                "backend 'edgetpu' unusable, fell back to 'tflite' on cpu (edgetpu: no edgetpu "
+                'export of pspnet_mobilenetv2_camvid next to its card'), v['backend_note']
+            assert '`pspnet-ros export CARD --format edgetpu --out DIR`' in v['backend_note']
     finally:
         assert n.close() == 0
 
 
-def test_edgetpu_profile_without_a_model_says_what_to_set(tmp_path):
-    n = NodeUnderTest(tmp_path, params=ROOT / 'config' / 'edgetpu.yaml', wait=False)
+def test_edgetpu_without_a_model_or_fallback_fails_configure_in_one_line(tmp_path):
+    n = NodeUnderTest(tmp_path, params=ROOT / 'config' / 'edgetpu.yaml',
+                      ros_args=['-p', "fallback_backends:=''"], wait=False)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and 'configure failed' not in n.log.read_text():
@@ -194,4 +217,9 @@ def test_edgetpu_profile_without_a_model_says_what_to_set(tmp_path):
         assert n.proc.poll() is None, 'the node must stay up for a later configure'
     finally:
         n.close()
-    assert 'configure failed' in n.log.read_text()
+    lines = [line for line in n.log.read_text().splitlines() if 'configure failed' in line]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        'configure failed: no edgetpu export of pspnet_mobilenetv2_camvid next to its card '
+        '(looked for pspnet_mobilenetv2_camvid_int8_edgetpu.tflite.yaml); make one with '
+        '`pspnet-ros export CARD --format edgetpu --out DIR`'), lines[0]

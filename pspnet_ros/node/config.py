@@ -228,7 +228,7 @@ class NodeConfig:
         """The configured backend on the configured device with its options; a fallback
         runs on the CPU (the default Edge TPU for edgetpu) without backend options. Every
         backend gets the thread count unless its options set one."""
-        from ..core import Segmenter, default_card_path
+        from ..core import Segmenter
         opts = {}
         device = self.device
         if fallback:
@@ -238,10 +238,22 @@ class NodeConfig:
         for key in ('threads', 'num_threads'):
             if backend == 'auto' or key == ('threads' if backend == 'torch' else 'num_threads'):
                 opts.setdefault(key, self.threads)
-        return Segmenter(self.model or default_card_path(), backend=backend, device=device,
+        return Segmenter(self.card_for(backend), backend=backend, device=device,
                          input_size=self.input_size, resize_mode=self.resize_mode,
                          max_pixels=self.max_image_pixels, backend_options=opts,
                          test_time_flip=self.test_time_flip)
+
+    def card_for(self, backend: str):
+        """The model card ``backend`` runs: ``model``; with ``model`` empty, the shipped model,
+        or for onnxruntime, tflite and edgetpu its shipped export (the ONNX file, the int8
+        TFLite file, an Edge TPU compilation), as ``auto`` picks them. A missing export is a
+        BackendError that says how to make one."""
+        from ..core import default_card_path, ModelCard
+        from ..core.backends.base import export_card
+        if self.model:
+            return self.model
+        card = ModelCard.load(default_card_path())
+        return export_card(card, backend).path if backend != 'auto' else card.path
 
     @staticmethod
     def _same(name: str, failed: str, failed_device: str) -> bool:
