@@ -176,3 +176,10 @@ def test_the_colour_legend_in_ros_interface_is_the_label_sets_palette():
     labels = get_label_set(ModelCard.load(default_card_path()).label_set)
     assert [(int(i), name, (int(r), int(g), int(b))) for i, name, r, g, b in rows] == \
         [(i, name, tuple(c)) for i, (name, c) in enumerate(zip(labels.classes, labels.palette))]
+
+
+def test_readme_and_results_stay_short():
+    # README: what it is, install, run, interface (issue 35: under 10k characters); RESULTS:
+    # current numbers only (under 25k); the journal lives in docs/history/.
+    assert len((ROOT / 'README.md').read_text()) < 10_000
+    assert len((ROOT / 'docs' / 'RESULTS.md').read_text()) < 25_000
