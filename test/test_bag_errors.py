@@ -167,6 +167,7 @@ def test_bag_open_errors_are_one_line_and_end_with_one_period(tmp_path):
 
 
 # -- --overwrite -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_overwrite_replaces_a_bag_and_never_a_folder_of_other_files(tmp_path, capsys):
     imgs, labs = tmp_path / 'imgs', tmp_path / 'labs'
     imgs.mkdir()

@@ -188,6 +188,7 @@ def test_labels_dir_by_index_scores_a_bag_without_label_topic(tmp_path, camvid_b
 
 
 # -- model replay -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_eval_runs_the_model_and_writes_a_prediction_bag(tmp_path, camvid_bag):
     need(DEFAULT_CARD)
     rc = main(['eval', str(camvid_bag), '--image-topic', '/camera/image_raw', '--label-topic',
@@ -306,6 +307,7 @@ def test_bag_paths_may_be_bare_storage_files(tmp_path):
     assert report['frames']['scored'] == 1
 
 
+@pytest.mark.slow
 def test_prediction_bag_scores_alone_and_a_failed_run_leaves_no_stale_plots(tmp_path,
                                                                             camvid_bag):
     need(DEFAULT_CARD)

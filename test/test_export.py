@@ -52,6 +52,7 @@ def test_edgetpu_check_flags_float_and_int64_io_of_a_labels_model():
     assert not any(p.startswith('input') for p in problems)  # uint8 NHWC static input
 
 
+@pytest.mark.slow
 def test_onnx_export_writes_model_and_card_that_onnxruntime_runs(tmp_path, capsys):
     _need_modules('onnx', 'onnxscript', 'onnxruntime')
     assert main(['export', str(DEFAULT_CARD), '--format', 'onnx', '--out', str(tmp_path)]) == 0

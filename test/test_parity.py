@@ -91,6 +91,7 @@ def _compare(reference: Segmenter, other: Segmenter, frames) -> tuple[float, flo
     return float(np.mean(agree)), delta
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('fmt,backend', [('onnx', 'onnxruntime'), ('tflite', 'tflite')])
 def test_float_backend_matches_torch(exported, frames, torch_segmenter, fmt, backend):
     pytest.importorskip({'onnxruntime': 'onnxruntime', 'tflite': 'ai_edge_litert'}[backend],

@@ -112,6 +112,7 @@ def three_frames(camvid):
     return frames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('options', [{}, {'channels_last': True}], ids=['nchw', 'nhwc'])
 def test_a_batch_gives_each_frame_what_it_gets_alone(three_frames, options):
     seg = Segmenter(DEFAULT_CARD, backend_options=options)
@@ -146,6 +147,7 @@ def test_a_bad_frame_in_a_batch_is_named_before_anything_runs(three_frames, defa
         default_segmenter.segment_batch([three_frames[0], np.zeros((0, 5, 3), np.uint8)])
 
 
+@pytest.mark.slow
 def test_test_time_flip_makes_the_masks_mirror_symmetric(frame):
     mirrored = np.ascontiguousarray(frame[:, ::-1])
     plain = Segmenter(DEFAULT_CARD)

@@ -167,6 +167,7 @@ def test_soft_targets_follow_the_augmentation_of_the_labels():
         augment(img, lab, rng0, 1.0, (1, 1), (20, 20), 255, pad, soft=soft[:29])
 
 
+@pytest.mark.slow
 def test_teacher_targets_are_the_mean_over_sizes_and_mirrors_and_are_cached(tmp_path, capsys):
     rng = np.random.default_rng(0)
     data = [(rng.integers(0, 255, (36, 52, 3)).astype(np.uint8), np.zeros((36, 52), np.uint8)),
