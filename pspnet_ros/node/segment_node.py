@@ -34,6 +34,7 @@ from .convert import status_to_msg
 from .diagnostics import ModelSnapshot
 from .inference import Camera, FramePath, ThrottledLog
 from .stats import Counters, LatencyStats, RecentRise
+from .warmup import warm_up
 
 # Transport warnings are logged at most this often (seconds) per camera and kind; the
 # counts stay current in /diagnostics.
@@ -153,6 +154,9 @@ class SegmentNode(LifecycleNode):
         self.options_note = self.cfg.options_for(self.cfg.backend)[1]
         self.segmenter, self.backend_note = self._infer_pool.submit(
             self.cfg.build_segmenter).result()
+        # The whole frame path once, on the thread that built the model (and runs the first
+        # worker), so the first camera frame costs what the others cost (node/warmup.py).
+        warm_s = self._infer_pool.submit(warm_up, self.segmenter, self.cfg).result()
         for note in (self.options_note, *self.threads.notes, self.backend_note):
             if note:
                 self.get_logger().warning(note)
@@ -179,7 +183,8 @@ class SegmentNode(LifecycleNode):
             f'{self.segmenter.backend.selection}; {self.threads.describe()}'
             + (f'; {self.workers} inference workers of {self.worker_threads} thread'
                f'{"s" if self.worker_threads > 1 else ""} each' if self.workers > 1 else '')
-            + (f'; {self.memory_note}' if self.memory_note else ''))
+            + (f'; {self.memory_note}' if self.memory_note else '')
+            + f'; warm-up {warm_s:.2f} s')
 
     def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:
         """Pin the process to ``cpu_affinity`` (or back to the CPUs it started with) and size
