@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         next_pub, next_sample, next_minute = t0, t0, t0 + 60
         i = 0
         cur = {'sent': 0, 'answered': 0, 'lat': []}
+        sending_level = ('none', '')
         while True:
             now = time.monotonic()
             if now >= next_pub and now < end:
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                     answered_total += 1
             if len(client.diagnostics) > 5:
                 del client.diagnostics[:-5]
+            if now < end:
+                sending_level = node_level(client)
             now = time.monotonic()
             if now >= next_sample:
                 st = proc_status(proc.pid)
@@ -167,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                 report['error'] = f'node exited with code {proc.returncode}'
                 break
         if 'error' not in report:
-            report['final'] = final_state(client, ex)
+            # After the last frame the camera has stopped: the level says so (stalled).
+            report['final'] = {**final_state(client, ex), 'level_while_sending': sending_level[0],
+                               'message_while_sending': sending_level[1]}
             f = report['final']
+            print(f'level while sending: {sending_level[0]} ({sending_level[1]})')
             print(f'final: level {f["level"]} ({f["message"]}); received {f["received"]} = '
                   f'outcomes {f["outcomes"]} + in progress {f["in_progress"]}: balance '
                   f'{"holds" if f["balanced"] else "BROKEN"}; lost {f["lost"]}, gaps inferred '
