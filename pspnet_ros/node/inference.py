@@ -209,7 +209,9 @@ class FramePath:
             batch = camset.wait(0.5)
             if batch is None:
                 continue
-            pending = {f.camera: self.cams[f.camera] for f in batch.frames}
+            # The frames of this batch without an outcome yet, by camera (one frame each).
+            pending = {f.camera: self.cams[f.camera] for f in batch.frames
+                       if f.camera in self.cams}
             try:
                 if self._running:
                     self._process(batch, pending)
