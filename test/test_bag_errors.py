@@ -192,6 +192,11 @@ def test_overwrite_replaces_a_bag_and_never_a_folder_of_other_files(tmp_path, ca
     assert 'exists already; choose a new output bag path (or pass --overwrite)' in \
         capsys.readouterr().err
     assert main([*ev, '--overwrite']) == 0
+    # --overwrite never removes the bag being evaluated.
+    assert main(['eval', str(bag), '--image-topic', '/m', '--write-bag', str(bag),
+                 '--overwrite', '--no-progress', '--out', str(tmp_path / 'r')]) == 2
+    assert 'is one of the bags to evaluate' in capsys.readouterr().err
+    assert BagSource(bag).open().topics
 
 
 # -- segment DIR, --help -----------------------------------------------------------------------

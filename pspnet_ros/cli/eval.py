@@ -26,8 +26,14 @@ def cmd_eval(args) -> int:
                      max_pixels=args.max_pixels, ignore_index=args.ignore_index,
                      max_pending=args.max_pending, progress=not args.no_progress)
     cfg.validate()
-    if args.write_bag and args.overwrite:
-        remove_bag_for_overwrite(args.write_bag)
+    if args.write_bag:
+        from pathlib import Path
+        out = Path(args.write_bag).resolve()
+        if any(out == Path(b).resolve() or out in Path(b).resolve().parents for b in args.bags):
+            raise ValueError(f'--write-bag {args.write_bag} is one of the bags to evaluate; '
+                             'choose a new path for the predictions')
+        if args.overwrite:
+            remove_bag_for_overwrite(args.write_bag)
     if args.workers > 1 or args.ray_address:
         return _eval_on_ray(args, cfg)
     if args.gpus_per_worker:
