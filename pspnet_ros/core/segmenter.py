@@ -88,7 +88,7 @@ class Segmenter:
         backend_options: passed to the backend constructor.
         test_time_flip: also run each frame's mirror image and average the two class
             distributions (test-time augmentation: about twice the inference time for a
-            little more accuracy, docs/BENCHMARKS.md); needs a model that outputs class
+            little more accuracy, docs/RESULTS.md); needs a model that outputs class
             scores, not labels.
     """
 
