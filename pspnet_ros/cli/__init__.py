@@ -1,4 +1,4 @@
-"""``pspnet-ros`` command line: segment, train, eval, make-bag, live, export, bench."""
+"""``pspnet-ros`` command line: segment, train, eval, make-bag, bag-info, live, export, bench."""
 from __future__ import annotations
 
 import argparse
