@@ -13,7 +13,8 @@ DEFAULT_CARD = ROOT / 'models' / 'pspnet_mobilenetv2_camvid.yaml'
 
 def need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f'{path} is not present (shared third-party data; see README "Data")')
+        pytest.skip(f'{path} is not present (shared third-party data; see README, '
+                    '"Data and licences")')
     return path
 
 
