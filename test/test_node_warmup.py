@@ -1,4 +1,5 @@
 """Warm-up: the first frame at a camera's size costs what the others cost, on every backend."""
+import importlib.util
 import statistics
 
 import numpy as np
@@ -34,9 +35,8 @@ def _latencies(n: NodeUnderTest, frames: int, h: int, w: int) -> list[float]:
 
 @pytest.mark.parametrize('backend', ['tflite', 'torch'])
 def test_the_first_1280x720_frame_costs_what_the_others_cost(tmp_path, backend):
-    if backend == 'tflite' and not any(
-            __import__('importlib').util.find_spec(m) for m in ('ai_edge_litert',
-                                                               'tflite_runtime')):
+    if backend == 'tflite' and not any(importlib.util.find_spec(m)
+                                       for m in ('ai_edge_litert', 'tflite_runtime')):
         pytest.skip('ai-edge-litert is not installed (the int8 model needs it)')
     # Camera-sized frames: this process and the node use the Fast DDS large-frames profile
     # (ros_fixtures). The node warms the whole path up at configure.
