@@ -82,8 +82,9 @@ SCHEMA: tuple[Param, ...] = (
           '~/occupancy, "name:x0,y0,x1,y1" as fractions of width/height', items=str),
     Param('diagnostics_period', 1.0, 'seconds between /diagnostics messages', lo=0.1, hi=60.0,
           fixed=True),
-    Param('starvation_warn_sec', 3.0, 'WARN in /diagnostics when publishers are matched on the '
-          'image topic but no frame arrived for this long', lo=0.1, hi=3600.0),
+    Param('starvation_warn_sec', 3.0, 'WARN in /diagnostics when a camera got no frame for '
+          'this long: no publisher, a matched publisher that never delivered (transport), or '
+          'a camera that stalled', lo=0.1, hi=3600.0),
     Param('diagnostics_window_s', 10.0, 'the /diagnostics level counts frame errors of the '
           'last this many seconds (the totals stay counters): after a bad frame the level '
           'returns to OK within this window', lo=1.0, hi=86400.0),
