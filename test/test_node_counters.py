@@ -144,6 +144,10 @@ def test_eight_lifecycle_cycles_under_10hz_frames_keep_the_balance_exactly(node,
     assert received == sum(int(v.get(k, 0)) for k in OUTCOMES), v
     assert v['frames.in_progress'] == '0'
     assert received > 0
+    from pspnet_ros.live import diag_values
+    during = [int(diag_values(arr, 'pspnet_segmentation')['frames.in_progress'])
+              for arr in node.client.diagnostics]
+    assert during and all(0 <= n <= 2 for n in during), during   # one waiting, one running
 
 
 def test_one_bad_frame_warns_and_the_level_is_ok_again_within_the_window(node, frame):
