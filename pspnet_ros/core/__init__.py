@@ -1,4 +1,4 @@
-"""ROS-free core: model, labels, pre/post-processing, Segmenter, backends, metrics, training.
+"""The ROS-free runtime: model, labels, pre/post-processing, Segmenter, backends, metrics.
 
 Nothing under ``pspnet_ros.core`` imports rclpy or ROS message packages (a test checks).
 The names below load on first use, so ``pspnet_ros.core.threads`` can set up the thread
