@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     os.environ['ROS_DOMAIN_ID'] = str(domain)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from pspnet_ros.core import get_label_set
+    from pspnet_ros.core import LabelSet
     from pspnet_ros.live import diag_values, LiveClient, node_failure, start_node, stop_node
     from pspnet_ros.live.transport import use_large_frames_profile
     from pspnet_ros.live.replay import replay_live
@@ -153,7 +153,10 @@ def main(argv=None) -> int:
               f'{ran.get("backend", "unknown")} on {ran.get("device", "?")}'
               + (f' ({ran["backend_note"]})' if ran.get('backend_note') else '')
               + '; replaying...')
-        ls = get_label_set(client.label_info['label_set'])
+        # The node's own class list (a custom set is embedded in its card, not a name).
+        li = client.label_info
+        ls = LabelSet(li['label_set'], tuple(c['name'] for c in li['classes']),
+                      tuple(tuple(c['color']) for c in li['classes']), li['ignore_index'])
         rep = replay_live(str(bag), client, ex, info['image_topic'], info['label_topic'],
                           num_classes=ls.num_classes, ignore_index=ls.ignore_index)
         client.spin_until(ex, lambda: False, 1.2)     # one more diagnostics message

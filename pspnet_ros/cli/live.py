@@ -59,7 +59,6 @@ def _camera_topics(args) -> dict[str, tuple[str, str]]:
 def cmd_live(args) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from ..core import get_label_set
     from ..evaluation.bagio import BagError, BagSource
     from ..live.client import diag_values, LiveClient, default_params_file, node_failure, \
         start_node, stop_node
@@ -139,10 +138,12 @@ def cmd_live(args) -> int:
               + (f' on {ran["device"]}' if ran.get('device') else '')
               + f'); publishing {args.bag} at {args.rate_factor:g}x real rate...',
               file=sys.stderr, flush=True)
-        ls = get_label_set(client.label_info['label_set'])
+        # The node's own class list (a custom set is embedded in its card, not a name).
+        n_classes = len(client.label_info['classes'])
+        ignore = client.label_info['ignore_index']
         try:
             reps = replay_cameras(args.bag, {c: (clients[c], *cameras[c]) for c in cameras},
-                                  ex, num_classes=ls.num_classes, ignore_index=ls.ignore_index,
+                                  ex, num_classes=n_classes, ignore_index=ignore,
                                   rate_factor=args.rate_factor, limit=args.limit)
         except BagError as exc:
             print(f'error: {exc}', file=sys.stderr)
