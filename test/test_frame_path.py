@@ -1,0 +1,90 @@
+"""The frame path on its own (no DDS): every frame's one outcome across a deactivation."""
+from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
+
+from rclpy.serialization import serialize_message  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from pspnet_ros.node.cameras import CameraSet  # noqa: E402
+from pspnet_ros.node.config import CameraConfig, NodeConfig  # noqa: E402
+from pspnet_ros.node.convert import rgb_to_msg  # noqa: E402
+from pspnet_ros.node.inference import Camera, FramePath, ThrottledLog  # noqa: E402
+from pspnet_ros.node.stats import Counters, LatencyStats  # noqa: E402
+
+
+class Pub:
+    def __init__(self, subscribers):
+        self.subscribers, self.sent = subscribers, []
+
+    def get_subscription_count(self):
+        return self.subscribers
+
+    def publish(self, msg):
+        self.sent.append(msg)
+
+
+class SlowSegmenter:
+    """Holds each batch until ``release`` is set; records the regions it was given."""
+
+    backend = SimpleNamespace(name='torch', device='cpu', describe=lambda: 'fake')
+    class_names = ['a', 'b']
+    max_pixels = 10 ** 6
+
+    def __init__(self):
+        self.started, self.release, self.regions = threading.Event(), threading.Event(), []
+
+    def segment_batch(self, images, confidence, occupancy, regions):
+        self.regions.append(regions)
+        self.started.set()
+        assert self.release.wait(10)
+        t = {'preprocess': 0.0, 'inference': 0.0, 'postprocess': 0.0}
+        return [SimpleNamespace(labels=np.zeros(im.shape[:2], np.uint8), confidence=None,
+                                occupancy=None, timings=t) for im in images]
+
+
+def frame(i):
+    header = Header()
+    header.stamp.sec = i
+    msg = rgb_to_msg(np.full((4, 6, 3), i, np.uint8), header)
+    return serialize_message(msg)
+
+
+def test_a_deactivation_finishes_the_running_frame_and_counts_the_waiting_one_discarded():
+    cfg = NodeConfig.from_parameters({'occupancy_regions': ['a:0,0,0.5,1']})
+    seg = SlowSegmenter()
+    settings = {'cfg': cfg}
+    cam = Camera(CameraConfig())
+    cam.pubs = {'mask': Pub(1), 'color_mask': Pub(0), 'overlay': Pub(0),
+                'confidence': Pub(0), 'occupancy': Pub(0), 'camera_info': Pub(0)}
+    log = ThrottledLog(SimpleNamespace(warning=print, error=print), lambda: 0.0)
+    path = FramePath(lambda: (settings['cfg'], seg), lambda s, n: None, log.logger, log,
+                     Counters(), LatencyStats(), lambda: True)
+    camset = CameraSet([''], counters={'': cam.counters})
+    pool = ThreadPoolExecutor(1)
+    path.start({'': cam}, camset, pool, workers=1, threads=0)
+    path.on_image(cam, frame(1))
+    assert seg.started.wait(10)              # frame 1 runs, under the regions of its start
+    settings['cfg'] = cfg.updated({'occupancy_regions': ['b:0,0,1,1']})
+    path.on_image(cam, frame(2))             # waits
+    path.on_image(cam, frame(3))             # replaces frame 2: dropped
+    stopper = threading.Thread(target=path.stop)
+    stopper.start()
+    while path._running:                     # the deactivation has begun
+        time.sleep(0.001)
+    seg.release.set()
+    stopper.join(10)
+    pool.shutdown()
+    c = cam.counters.snapshot()
+    assert {k: c.get(k, 0) for k in ('frames.received', 'frames.processed', 'frames.dropped',
+                                     'frames.discarded_on_transition', 'frames.errors')} == {
+        'frames.received': 3, 'frames.processed': 1, 'frames.dropped': 1,
+        'frames.discarded_on_transition': 1, 'frames.errors': 0}
+    assert seg.regions == [{'a': (0.0, 0.0, 0.5, 1.0)}]
+    assert [m.header.stamp.sec for m in cam.pubs['mask'].sent] == [1]
