@@ -160,7 +160,7 @@ def compressed_to_rgb(format: str, data: bytes | bytearray | memoryview | np.nda
     markers, a missing end, bad ancillary CRCs) is appended to ``warnings``, one entry per
     problem, in the decoders' words."""
     img = _decode_compressed(format, data, max_pixels, cv2.IMREAD_COLOR, warnings)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)   # in place: no second frame copy
 
 
 def compressed_to_labels(format: str, data: bytes | bytearray | memoryview | np.ndarray,

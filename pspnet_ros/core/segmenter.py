@@ -14,6 +14,7 @@ from .card import check_input_size, ModelCard
 from .image import DEFAULT_MAX_PIXELS, ensure_rgb8
 from .labels import LabelSet, get_label_set
 from .preprocess import mirror_merge_scores, prepare
+from .upsample import labels_at
 
 # A region is (x0, y0, x1, y1) as fractions of the image width/height.
 Region = tuple[float, float, float, float]
@@ -170,26 +171,15 @@ class Segmenter:
         # Channels-last: the per-pixel reduction over classes is then contiguous, which makes
         # it several times faster than arg-maxing over dim 1 of an NCHW tensor.
         logits = logits.contiguous(memory_format=torch.channels_last)
-        if self.resize_mode == 'stretch' and logits.shape[-2:] != (ih, iw):
-            # Feature grid corners sit on input corners (sizes 8k+1), so one align-corners
-            # resize maps features straight to the frame.
-            up = F.interpolate(logits, (h, w), mode='bilinear', align_corners=True)
-        else:
+        if self.resize_mode != 'stretch' or logits.shape[-2:] == (ih, iw):
             if logits.shape[-2:] != (ih, iw):
                 logits = F.interpolate(logits, (ih, iw), mode='bilinear', align_corners=True)
             logits = logits[..., top:top + vh, left:left + vw]
-            up = F.interpolate(logits, (h, w), mode='bilinear', align_corners=True)
-        hwc = up.permute(0, 2, 3, 1)[0]
-        if want_confidence:
-            top_logit, lab = hwc.max(dim=-1)
-            # max softmax probability = 1 / sum(exp(l - max l)), without the full softmax
-            conf = (1.0 / torch.exp(hwc - top_logit[..., None]).sum(dim=-1)).numpy()
-            conf = conf.astype(np.float32)
-        else:
-            lab = hwc.argmax(dim=-1)
-            conf = None
-        dtype = np.uint16 if self.num_classes > 255 else np.uint8
-        return lab.numpy().astype(dtype), conf
+        # Stretch: feature grid corners sit on input corners (sizes 8k+1), so one
+        # align-corners resize maps features straight to the frame. It runs in row bands,
+        # so a 4K frame needs no 4K x classes float tensor (core.upsample).
+        return labels_at(logits, (h, w), want_confidence,
+                         np.uint16 if self.num_classes > 255 else np.uint8)
 
     def _with_mirror(self, batch: np.ndarray, out) -> list[np.ndarray]:
         """Run the mirrored batch and return, per image, the log of the mean of the two
