@@ -220,3 +220,12 @@ def test_a_5000_character_encoding_is_cut_in_the_error():
         compressed_to_rgb('f' * 5000, b'junk')
     assert str(err.value).startswith(f"CompressedImage ({'f' * 48}... (5000 characters), 4 "
                                      'bytes): data is neither PNG nor JPEG')
+
+
+def test_one_pixel_limit_for_core_and_node():
+    from pspnet_ros.core.image import DEFAULT_MAX_PIXELS
+    assert DEFAULT_MAX_PIXELS == 4096 * 4096
+    png = cv2.imencode('.png', np.zeros((4097, 4096), np.uint8))[1].tobytes()
+    with pytest.raises(ImageError, match=r'4096x4097 has 16781312 pixels, over the limit of '
+                                         r'16777216; downscale it or raise max_pixels'):
+        compressed_to_rgb('png', png)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MAX_PIXELS = 8192 * 8192
+# The one pixel limit (the node's max_image_pixels, the Segmenter's and the decoders' default):
+# 16.8 megapixels, about 250 MB per frame in flight (docs/ROS_INTERFACE.md, "Memory per frame").
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 class ImageError(ValueError):
