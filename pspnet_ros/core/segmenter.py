@@ -37,7 +37,6 @@ class SegmentationResult:
     confidence: np.ndarray | None      # (H, W) float32 max softmax probability, or None
     occupancy: Occupancy | None
     timings: dict[str, float]          # seconds per stage
-    batch: int = 1                     # frames in the backend run that produced it
 
 
 def count_classes(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,8 +220,7 @@ class Segmenter:
         is then cut back to its own image's size. Results come in the order of ``images`` and
         equal what ``segmenter(image)`` gives for each, to float rounding of the batched
         convolutions. ``confidence`` and ``occupancy`` may be given per image. Each result's
-        ``timings['inference']`` is the time of the whole batch run and ``batch`` the
-        number of frames in it.
+        ``timings['inference']`` is the time of the whole batch run.
 
         Raises ``ImageError`` for the first image that cannot be converted (nothing runs then:
         check frames with ``ensure_rgb8`` first when one bad frame must not cost the others).
@@ -256,7 +254,7 @@ class Segmenter:
             tb = time.perf_counter()
             results.append(SegmentationResult(labels, conf, occ, {
                 'convert': (t1 - t0) / n, 'preprocess': (t2 - t1) / n, 'inference': t3 - t2,
-                'postprocess': tb - ta, 'total': (t3 - t0) / n + (tb - ta)}, n))
+                'postprocess': tb - ta, 'total': (t3 - t0) / n + (tb - ta)}))
         return results
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:

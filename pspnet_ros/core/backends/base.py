@@ -55,7 +55,8 @@ class Backend(abc.ABC):
 
     ``run`` takes a batch laid out as the card says (``input_layout``, ``input_dtype``) and
     returns either float logits ``(N, C, h, w)`` or integer labels ``(N, h, w)``, as the card's
-    ``output_kind`` says. ``h, w`` may be smaller than the input (e.g. output stride 8).
+    ``output_kind`` says. ``h, w`` may be smaller than the input (the network's output grid:
+    stride 4 for the shipped model, 8 or 16 for others).
 
     ``details`` holds what the backend resolved (providers, delegate, precision) and
     ``fallbacks`` the ``(backend, reason)`` pairs that ``auto`` skipped before this one; both

@@ -98,9 +98,6 @@ class TFLiteBackend(Backend):
         self._out = self.interpreter.get_output_details()[0]
         self.input_shape = tuple(int(v) for v in self._in['shape'])
 
-    def ops(self) -> list[str]:
-        return op_names(self.interpreter)
-
     def _prepare(self, batch: np.ndarray) -> np.ndarray:
         dtype = np.dtype(self._in['dtype'])
         if batch.dtype == dtype:
