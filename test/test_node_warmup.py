@@ -53,3 +53,14 @@ def test_the_first_1280x720_frame_costs_what_the_others_cost(tmp_path, backend):
     first, median = lat[0], statistics.median(lat[1:])
     assert first <= 3 * median, (f'first frame {first * 1e3:.0f} ms, median of the next '
                                  f'{median * 1e3:.0f} ms: {[round(x * 1e3) for x in lat]}')
+
+
+def test_warm_up_stays_within_the_pixel_limit():
+    # The network input (281x377 = 105,937 pixels) is over this limit: the warm-up frame is
+    # scaled down to fit instead of failing the configure.
+    from conftest import DEFAULT_CARD
+    from pspnet_ros.core import Segmenter
+    from pspnet_ros.node.config import NodeConfig
+    from pspnet_ros.node.warmup import warm_up
+    seg = Segmenter(DEFAULT_CARD, max_pixels=19200)
+    assert warm_up(seg, NodeConfig.from_parameters({'max_image_pixels': 19200})) > 0

@@ -156,7 +156,12 @@ class SegmentNode(LifecycleNode):
             self.cfg.build_segmenter).result()
         # The whole frame path once, on the thread that built the model (and runs the first
         # worker), so the first camera frame costs what the others cost (node/warmup.py).
-        warm_s = self._infer_pool.submit(warm_up, self.segmenter, self.cfg).result()
+        try:
+            seconds = self._infer_pool.submit(warm_up, self.segmenter, self.cfg).result()
+            warm = f'warm-up {seconds:.2f} s'
+        except Exception as exc:  # a run-time failure: the frame path falls back or counts it
+            warm = f'warm-up failed ({exc}); the first frame pays the start-up costs'
+            self.get_logger().warning(warm)
         for note in (self.options_note, *self.threads.notes, self.backend_note):
             if note:
                 self.get_logger().warning(note)
@@ -184,7 +189,7 @@ class SegmentNode(LifecycleNode):
             + (f'; {self.workers} inference workers of {self.worker_threads} thread'
                f'{"s" if self.worker_threads > 1 else ""} each' if self.workers > 1 else '')
             + (f'; {self.memory_note}' if self.memory_note else '')
-            + f'; warm-up {warm_s:.2f} s')
+            + f'; {warm}')
 
     def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:
         """Pin the process to ``cpu_affinity`` (or back to the CPUs it started with) and size

@@ -48,6 +48,11 @@ def warm_up(seg, cfg, size: tuple[int, int] | None = None) -> float:
     3.7 s end to end against a median of 0.15 s, nearly all of it torch's first import.
     """
     h, w = size or tuple(seg.input_size)
+    if h * w > seg.max_pixels:
+        # Frames are refused above max_image_pixels: warm up with the largest one allowed
+        # (the network still runs at its input size).
+        scale = (seg.max_pixels / (h * w)) ** 0.5
+        h, w = max(1, int(h * scale)), max(1, int(w * scale))
     frame = synthetic_frame(h, w)
     want = {'mask': True, 'color_mask': True, 'overlay': True, 'occupancy': True,
             'confidence': bool(cfg.publish_confidence), 'camera_info': False}
