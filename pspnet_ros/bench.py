@@ -24,7 +24,7 @@ def parse_spec(spec: str) -> tuple[str, str, str, dict]:
         key, sep, value = item.partition('=')
         if not sep:
             raise ValueError(f'bench option {item!r} in {spec!r} must be key=value')
-        options[key] = parse_option_value(value)
+        options[key] = parse_option_value(value, key)
     label = backend + (f'[{Path(card).name}]' if card else '') + (f'@{opts}' if opts else '')
     return label, backend, card, options
 

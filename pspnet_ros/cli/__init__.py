@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
-            # One optional dependency (e.g. rosbags for eval) must not break the others.
-            missing = exc.name or str(exc)
+            # One optional dependency (e.g. rosbags for eval) must not break the others; a
+            # broken import inside this package is a bug, not a missing dependency.
+            if not exc.name or exc.name.split('.')[0] == 'pspnet_ros':
+                raise
+            missing = exc.name
             for command in commands:
                 p = sub.add_parser(command, help=f'unavailable: needs {missing}')
                 p.set_defaults(func=lambda args, m=missing: _unavailable(m))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from ..core.sizes import DEFAULT_MAX_PIXELS
 from .common import add_model_args, add_overwrite_arg, remove_bag_for_overwrite
 
-# The evaluation package's defaults, repeated here so --help loads no numpy (a test checks
+# The evaluation package's default, repeated here so --help loads no numpy (a test checks
 # they agree).
-DEFAULT_MAX_PIXELS = 8192 * 8192
 DEFAULT_SHARD_FRAMES = 500
 
 

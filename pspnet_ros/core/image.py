@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-# The one pixel limit (the node's max_image_pixels, the Segmenter's and the decoders' default):
-# 16.8 megapixels, about 250 MB per frame in flight (docs/ROS_INTERFACE.md, "Memory per frame").
-DEFAULT_MAX_PIXELS = 4096 * 4096
+from .sizes import DEFAULT_MAX_PIXELS
 
 
 class ImageError(ValueError):

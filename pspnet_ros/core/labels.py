@@ -209,8 +209,8 @@ def get_label_set(name: str | Mapping) -> LabelSet:
             raise FileNotFoundError(f'label set file not found: {path}')
         if path.suffix.lower() == '.txt':
             return read_labelmap(path)
-        import yaml
-        data = yaml.safe_load(path.read_text())
+        from .yamlfile import load_yaml
+        data = load_yaml(path)
         if isinstance(data, Mapping) and 'name' not in data:
             data = {**data, 'name': path.stem}
         return label_set_from_dict(data, str(path))

@@ -1,6 +1,11 @@
 """Sizes on the command line and in parameters: one convention, ``HEIGHTxWIDTH``."""
 from __future__ import annotations
 
+# The one pixel limit (the node's max_image_pixels, eval's --max-pixels, the Segmenter's and the
+# decoders' default): 16.8 megapixels, about 250 MB per frame in flight (docs/ROS_INTERFACE.md,
+# "Memory per frame"). Here, in a module that imports nothing, so --help stays light.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
 
 def parse_size(text: str, what: str = 'size', lo: int = 1, hi: int | None = None
                ) -> tuple[int, int]:

@@ -111,14 +111,11 @@ def teacher_sizes(spec: str) -> list[tuple[int, int]]:
 def load_recipe(path: str | os.PathLike) -> dict:
     """The ``TrainConfig`` fields a recipe YAML file sets; unknown keys, a file that is not a
     mapping, or a list of the wrong length are errors naming the file and the key."""
-    import yaml
+    from ..core.yamlfile import load_yaml
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'recipe file not found: {path}')
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f'recipe {path} is not valid YAML: {exc}') from exc
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f'recipe {path} must be a mapping of TrainConfig fields (key: value)')
     known = {f.name: f for f in fields(TrainConfig)}
