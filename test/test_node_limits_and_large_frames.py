@@ -1,6 +1,6 @@
-"""Robot conditions for the node in its own process over real DDS: lifecycle shutdown, run-time
-limits, signals mid-frame, CPU pinning, and camera-sized frames with and without the Fast DDS
-profile (issue 10)."""
+"""The node in its own process over real DDS under a robot's conditions: lifecycle shutdown,
+run-time limits, signals mid-frame, CPU pinning, and camera-sized frames with and without the
+Fast DDS profile."""
 import os
 import signal
 import subprocess
