@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+from conftest import ROOT
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -15,7 +16,8 @@ def test_live_replay_scores_a_camvid_bag_through_the_node(camvid, tmp_path):
     make_bag(camvid / 'val', camvid / 'valannot', bag, rate=1.0, limit=4)
     proc = subprocess.run(
         [sys.executable, '-m', 'pspnet_ros.cli', 'live', str(bag), '--label-topic',
-         '/camera/labels', '--start-node', '--out', str(tmp_path / 'out')],
+         '/camera/labels', '--start-node', '--params-file', str(ROOT / 'config' / 'cpu.yaml'),
+         '--out', str(tmp_path / 'out')],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rep = json.loads((tmp_path / 'out' / 'live_report.json').read_text())
@@ -25,7 +27,7 @@ def test_live_replay_scores_a_camvid_bag_through_the_node(camvid, tmp_path):
     assert rep['frames_scored'] == 4
     assert rep['metrics']['miou'] > 0.4
     assert rep['latency_ms']['p50'] > 0
-    # The backend that ran, from the node's diagnostics (segment.yaml: torch).
+    # The backend that ran, from the node's diagnostics (cpu.yaml: torch).
     assert rep['backend'] == 'torch'
     assert 'backend torch' in proc.stdout and 'node up (backend torch on cpu)' in proc.stderr
 

@@ -46,7 +46,7 @@ class Rig:
         self.compressed = compressed
         self.log = tmp / f'{node}.log'
         args = ['-r', f'__node:={node}', '-p', f'cameras:=[{",".join(CAMS)}]',
-                '-p', 'log_throttle_sec:=0.0'] + list(ros_args)
+                '-p', 'log_throttle_sec:=0.0', '-p', 'backend:=torch'] + list(ros_args)
         self.proc = start_node(PARAMS, DOMAIN, args, self.log)
         self.ex = SingleThreadedExecutor()
         self.clients = {}

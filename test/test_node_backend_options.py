@@ -19,7 +19,7 @@ def _params(**changes) -> dict:
 
 
 def test_torch_runs_channels_last_without_any_backend_options():
-    cfg = NodeConfig.from_parameters(_params())
+    cfg = NodeConfig.from_parameters(_params(backend='torch'))
     seg, note = cfg.build_segmenter()
     assert note == '' and seg.backend.details['channels_last'] is True
 
@@ -46,4 +46,5 @@ def test_torch_options_are_dropped_with_a_note_for_tflite():
 def test_an_option_no_backend_knows_is_refused():
     with pytest.raises(ValueError, match=r"unknown backend option\(s\) \['channel_last'\] for "
                                          r'backend torch; it takes \[.*channels_last'):
-        NodeConfig.from_parameters(_params(backend_options=['channel_last=true']))
+        NodeConfig.from_parameters(_params(backend='torch',
+                                           backend_options=['channel_last=true']))

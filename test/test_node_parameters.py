@@ -52,8 +52,8 @@ def test_one_pixel_limit_and_defaults_from_the_schema():
     assert DEFAULTS['max_image_pixels'] == DEFAULT_MAX_PIXELS
     cfg = NodeConfig.from_parameters({})          # every parameter left out: the defaults
     assert cfg.max_image_pixels == DEFAULT_MAX_PIXELS
-    assert (cfg.backend, cfg.device, cfg.max_batch, cfg.overlay_alpha) == (
-        'torch', 'cpu', 4, 0.5)
+    assert (cfg.backend, cfg.auto_budget_s, cfg.device, cfg.max_batch, cfg.overlay_alpha) == (
+        'auto', 10.0, 'cpu', 4, 0.5)
     assert cfg.regions == {'ahead': (0.3, 0.5, 0.7, 1.0)}
     (cam,) = cfg.cameras
     assert (cam.input_transport, cam.image_qos, cam.qos_depth, cam.use_camera_info) == (

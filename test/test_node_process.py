@@ -82,7 +82,9 @@ def test_a_failed_configure_gives_back_the_cpu_affinity(tmp_path):
 def _start(tmp_path: Path, name: str, ros_args=()) -> tuple[subprocess.Popen, Path]:
     from pspnet_ros.live import start_node
     log = tmp_path / f'{name}.log'
-    return start_node(PARAMS, DOMAIN, list(ros_args), log), log
+    # torch named: its library loading marks the configure (auto may run a cached TFLite
+    # choice whose configure is over before torch loads).
+    return start_node(PARAMS, DOMAIN, ['-p', 'backend:=torch', *ros_args], log), log
 
 
 def _loaded(pid: int, library: str) -> bool:

@@ -29,7 +29,7 @@ def frame():
 @pytest.fixture(scope='module')
 def node(tmp_path_factory):
     n = NodeUnderTest(tmp_path_factory.mktemp('node'),
-                      ros_args=['-p', 'max_image_pixels:=200000', '-p',
+                      ros_args=['-p', 'backend:=torch', '-p', 'max_image_pixels:=200000', '-p',
                                 'publish_confidence:=true', '-p', 'log_throttle_sec:=0.0'],
                       client_kwargs={'outputs': ('mask', 'color_mask', 'overlay', 'occupancy',
                                                  'confidence')})

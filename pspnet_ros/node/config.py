@@ -121,6 +121,7 @@ class NodeConfig:
     model: str
     backend: str
     device: str
+    auto_budget_s: float
     fallback_backends: tuple[str, ...]
     backend_options: dict
     input_size: tuple[int, int] | None
@@ -180,6 +181,7 @@ class NodeConfig:
                              f'{p["resize_mode"]!r}')
         return cls(
             model=p['model'], backend=p['backend'], device=p['device'],
+            auto_budget_s=float(p['auto_budget_s']),
             fallback_backends=tuple(b.strip() for b in p['fallback_backends'].split(',')
                                     if b.strip()),
             backend_options=parse_options(list(p['backend_options'] or [])),
@@ -261,12 +263,53 @@ class NodeConfig:
         fallback after torch on CUDA is the CPU path, a different one)."""
         return name == failed and (failed_device == 'cpu' or name == 'edgetpu')
 
-    def build_segmenter(self):
-        """The Segmenter for the configured backend, else the first fallback that loads.
+    def auto_choice(self, cache_dir=None):
+        """For ``backend: auto``, the measured (or cached) choice (``autoselect.Selection``)
+        and ''; else ``(None, why the fixed chain or the named backend runs)``. The choice is
+        made only for ``auto`` without ``backend_options`` (explicit options are never
+        overridden) and with ``auto_budget_s`` > 0."""
+        if self.backend != 'auto':
+            return None, ''
+        if self.auto_budget_s <= 0:
+            return None, 'auto_budget_s is 0: the fixed chain, no measuring'
+        if self.backend_options:
+            return None, 'backend_options are given: the fixed chain with them, no measuring'
+        from ..core import ModelCard
+        from ..core.backends.autoselect import select
+        card = ModelCard.load(self.card_for('auto'))
+        sel = select(card, self.device, self.input_size, self.auto_budget_s,
+                     cache_dir=cache_dir)
+        if sel is None:
+            return None, 'no candidate could be measured: the fixed chain'
+        return sel, ''
+
+    def _chosen(self, sel):
+        """The Segmenter of a measured choice, with the configured thread count unless the
+        choice sets one."""
+        from ..core import Segmenter
+        opts = dict(sel.options)
+        if sel.backend != 'edgetpu':
+            opts.setdefault('threads' if sel.backend == 'torch' else 'num_threads', self.threads)
+        return Segmenter(sel.card_path, backend=sel.backend, device=self.device,
+                         input_size=self.input_size, resize_mode=self.resize_mode,
+                         max_pixels=self.max_image_pixels, backend_options=opts,
+                         test_time_flip=self.test_time_flip)
+
+    def build_segmenter(self, choice=None):
+        """The Segmenter for the configured backend (for ``auto`` with a measured
+        ``choice``, the chosen candidate), else the first fallback that loads.
 
         Returns ``(segmenter, note)``; ``note`` is empty unless a fallback was taken, and then
         says why (for the log and diagnostics).
         """
+        if choice is not None:
+            try:
+                return self._chosen(choice), ''
+            except Exception as exc:   # measured a moment ago, but it may fail to load again
+                note = (f'auto: the chosen {choice.label} did not load ({exc}); the fixed '
+                        'chain instead')
+                seg, fb = self.build_segmenter()
+                return seg, note + (f'; {fb}' if fb else '')
         try:
             return self._segmenter(self.backend), ''
         except Exception as exc:

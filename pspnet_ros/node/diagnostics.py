@@ -76,6 +76,7 @@ class ModelSnapshot:
     latency: dict = field(default_factory=dict)
     backend_note: str = ''
     options_note: str = ''
+    choice: dict = field(default_factory=dict)   # backend_choice, auto.<candidate> times
     threads: int = 0
     workers: int = 1
     cpus: tuple = ()
@@ -126,9 +127,11 @@ def camera_values(cam: CameraSnapshot) -> dict[str, str]:
 
 
 def model_values(m: ModelSnapshot) -> dict[str, str]:
-    """The shared model's diagnostics: backend, batches, model-wide errors."""
+    """The shared model's diagnostics: backend, how it was chosen (``backend_choice``:
+    configured, measured, cached or fixed, with ``auto.<candidate>`` times), batches,
+    model-wide errors."""
     c = m.counters
-    vals = {'backend': m.backend, 'device': m.device, 'model': m.model}
+    vals = {'backend': m.backend, 'device': m.device, 'model': m.model, **m.choice}
     batches = c.get('batches', 0)
     vals['batches'] = str(batches)
     vals['mean_batch'] = f'{c.get("batches.frames", 0) / batches:.2f}' if batches else '0'

@@ -44,9 +44,15 @@ _INT31 = 2 ** 31 - 1
 
 SCHEMA: tuple[Param, ...] = (
     Param('model', '', 'model card YAML; empty = the shipped CamVid model', fixed=True),
-    Param('backend', 'torch', 'inference backend: torch, onnxruntime, tflite, edgetpu, auto; '
-          'with model empty, onnxruntime and tflite run the shipped ONNX and int8 TFLite '
-          'exports', fixed=True),
+    Param('backend', 'auto', 'inference backend: auto, torch, onnxruntime, tflite, edgetpu; '
+          'auto times the candidates that run here at configure (auto_budget_s) and runs the '
+          'fastest within 1 mIoU point of the float model, cached for the next start; with '
+          'model empty, onnxruntime and tflite run the shipped ONNX and int8 TFLite exports',
+          fixed=True),
+    Param('auto_budget_s', 10.0, 'seconds backend auto may spend timing its candidates at '
+          'configure (once per CPU, model and runtime versions: the choice is cached); 0 = no '
+          'measuring, the fixed chain edgetpu, tflite, onnxruntime, torch', lo=0.0, hi=600.0,
+          fixed=True),
     Param('device', 'cpu', 'backend device: cpu, cuda, cuda:N, or an Edge TPU selector',
           fixed=True),
     Param('fallback_backends', '', 'comma-separated backends to try, in order, if the main one '

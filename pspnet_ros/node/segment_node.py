@@ -53,6 +53,8 @@ class SegmentNode(LifecycleNode):
         self.cfg: NodeConfig | None = None
         self.segmenter = None
         self.backend_note = ''
+        self.auto_choice = None          # autoselect.Selection when auto measured or cached
+        self.choice_values: dict[str, str] = {}    # backend_choice ... for /diagnostics
         # Model-wide counters and stage latencies (per-batch); per-camera ones are in Camera.
         self.counters = Counters()
         self.latency = LatencyStats()
@@ -152,8 +154,19 @@ class SegmentNode(LifecycleNode):
         self.threads = self._apply_threads(self.cfg)
         self.threads.notes[:0] = spin_notes
         self.options_note = self.cfg.options_for(self.cfg.backend)[1]
-        self.segmenter, self.backend_note = self._infer_pool.submit(
-            self.cfg.build_segmenter).result()
+        # backend auto times its candidates (or reads the cached choice) on the thread that
+        # runs the model, then builds the chosen one (config.NodeConfig.auto_choice).
+        self.segmenter, self.backend_note, self.auto_choice, auto_why = \
+            self._infer_pool.submit(self._build, self.cfg).result()
+        if self.auto_choice is not None:
+            choice = self.auto_choice.describe()
+            self.choice_values = self.auto_choice.values()
+        elif self.cfg.backend == 'auto':
+            choice = f'auto: fixed chain ({auto_why})'
+            self.choice_values = {'backend_choice': 'fixed', 'auto.why': auto_why}
+        else:
+            choice = ''
+            self.choice_values = {'backend_choice': 'configured'}
         # The whole frame path once, on the thread that built the model (and runs the first
         # worker), so the first camera frame costs what the others cost (node/warmup.py).
         try:
@@ -189,7 +202,15 @@ class SegmentNode(LifecycleNode):
             + (f'; {self.workers} inference workers of {self.worker_threads} thread'
                f'{"s" if self.worker_threads > 1 else ""} each' if self.workers > 1 else '')
             + (f'; {self.memory_note}' if self.memory_note else '')
-            + f'; {warm}')
+            + f'; {warm}' + (f'; {choice}' if choice else ''))
+
+    @staticmethod
+    def _build(cfg: NodeConfig) -> tuple:
+        """``(segmenter, fallback note, auto selection or None, why auto runs its fixed
+        chain)``; runs on the inference thread."""
+        choice, why = cfg.auto_choice()
+        seg, note = cfg.build_segmenter(choice)
+        return seg, note, choice, why
 
     def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:
         """Pin the process to ``cpu_affinity`` (or back to the CPUs it started with) and size
@@ -373,6 +394,7 @@ class SegmentNode(LifecycleNode):
             device=seg.backend.device if seg else 'none', model=seg.card.name if seg else 'none',
             counters=self.counters.snapshot(), latency=self.latency.summary(),
             backend_note=self.backend_note, options_note=self.options_note,
+            choice=self.choice_values,
             threads=self.threads.threads, workers=self.workers, cpus=self.threads.usable_cpus)
         cams = []
         for cam in self.cams.values():

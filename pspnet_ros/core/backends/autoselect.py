@@ -81,8 +81,21 @@ class Selection:
         """One line for the log and diagnostics."""
         times = ', '.join(f'{m.label} {m.seconds * 1000:.1f} ms' if m.seconds is not None
                           else f'{m.label} ({m.note})' for m in self.measurements)
-        source = 'cached' if self.from_cache else 'measured'
-        return f'auto chose {self.label} ({source}: {times})'
+        return f'auto chose {self.label} ({self.source}: {times})'
+
+    @property
+    def source(self) -> str:
+        """``measured`` (this start) or ``cached`` (an earlier start on this machine)."""
+        return 'cached' if self.from_cache else 'measured'
+
+    def values(self) -> dict[str, str]:
+        """Diagnostics values: ``backend_choice``, the chosen candidate, and
+        ``auto.<candidate>`` with its median time per frame (or why it has none)."""
+        out = {'backend_choice': self.source, 'auto.chosen': self.label}
+        for m in self.measurements:
+            out[f'auto.{m.label}'] = (f'{m.seconds * 1000:.1f} ms' if m.seconds is not None
+                                      else m.note)
+        return out
 
 
 Skipped = list[tuple[str, str]]
@@ -101,7 +114,8 @@ def candidates(card: ModelCard, device: str = 'cpu', thread_options: Iterable[in
             out.append(Candidate('torch', card, (('channels_last', channels_last),)))
     if device.startswith('cuda'):
         return out, skipped
-    runtimes = {'onnxruntime': ('onnxruntime',), 'tflite': ('ai_edge_litert', 'tflite_runtime')}
+    runtimes = {'edgetpu': ('ai_edge_litert', 'tflite_runtime'), 'onnxruntime': ('onnxruntime',),
+                'tflite': ('ai_edge_litert', 'tflite_runtime')}
     for backend, modules in runtimes.items():
         if not any(importlib.util.find_spec(m) for m in modules):
             skipped.append((backend, f'{"/".join(modules)} not installed'))
@@ -110,6 +124,9 @@ def candidates(card: ModelCard, device: str = 'cpu', thread_options: Iterable[in
             member = export_card(card, backend)
         except BackendError as exc:
             skipped.append((backend, str(exc).split(';')[0]))
+            continue
+        if backend == 'edgetpu':     # one device, no CPU threads to choose
+            out.append(Candidate(backend, member))
             continue
         counts = sorted({thread_count(t) for t in thread_options})
         for n in counts:
@@ -260,8 +277,11 @@ def select(card: ModelCard, device: str = 'cpu', input_size: tuple[int, int] | N
                     chosen.label, measured, False, key)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        data = asdict(sel)
-        path.write_text(json.dumps(data, indent=1) + '\n')
+        # Written aside and renamed: a node starting at the same moment reads the whole file
+        # or none.
+        tmp = path.with_name(f'.{path.name}.{os.getpid()}')
+        tmp.write_text(json.dumps(asdict(sel), indent=1) + '\n')
+        os.replace(tmp, path)
     except OSError as exc:
         LOG.warning('backend auto: could not cache the choice in %s (%s); it is measured '
                     'again at the next start', path, exc)
