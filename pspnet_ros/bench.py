@@ -106,9 +106,28 @@ def bench_one(segmenter, encoded: list[bytes], warmup: int, repeats: int) -> dic
     return out
 
 
+def auto_segmenter(card, device: str, size: tuple[int, int], budget_s: float):
+    """For a plain ``auto`` spec: the node's measured choice (``autoselect.select``, the
+    same cache) as ``(Segmenter, row values)``; ``(None, {})`` when ``budget_s`` is 0 or
+    nothing could be measured (the fixed chain runs then)."""
+    from .core import Segmenter
+    from .core.backends.autoselect import select
+    sel = select(card, device, size, budget_s)
+    if sel is None:
+        return None, {}
+    seg = Segmenter(sel.card_path, backend=sel.backend, device=device, input_size=size,
+                    backend_options=sel.options)
+    times = {m.label: (round(m.seconds * 1000, 2) if m.seconds is not None else m.note)
+             for m in sel.measurements}
+    return seg, {'auto': {'choice': sel.label, 'source': sel.source, 'candidates_ms': times}}
+
+
 def run_bench(specs: list[str], model: str, sizes: list[tuple[int, int]] | None,
-              images: Path | None, frames: int, warmup: int, repeats: int) -> dict:
-    """Benchmark every backend spec at every size; unavailable ones are reported, not fatal."""
+              images: Path | None, frames: int, warmup: int, repeats: int,
+              auto_budget_s: float = 10.0) -> dict:
+    """Benchmark every backend spec at every size; unavailable ones are reported, not fatal.
+    A plain ``auto`` spec runs what the node's ``backend: auto`` runs: the candidate measured
+    within ``auto_budget_s`` (or cached), with every candidate's time in its row."""
     from .core import ModelCard, Segmenter, default_card_path
     from .core.backends import BackendError
     base_card = model or str(default_card_path())
@@ -130,8 +149,13 @@ def run_bench(specs: list[str], model: str, sizes: list[tuple[int, int]] | None,
             print(f'  {label} {size[0]}x{size[1]}: loading, {warmup} warm-up + '
                   f'{len(encoded)} x {repeats} timed frames...', file=sys.stderr, flush=True)
             try:
-                seg = Segmenter(card, backend=backend, device=device, input_size=size,
-                                backend_options=opts)
+                seg = None
+                if backend == 'auto' and not opts:
+                    seg, extra = auto_segmenter(card, device, size, auto_budget_s)
+                    row.update(extra)
+                if seg is None:
+                    seg = Segmenter(card, backend=backend, device=device, input_size=size,
+                                    backend_options=opts)
             except (BackendError, OSError, ValueError) as exc:
                 row['skipped'] = str(exc).splitlines()[0]
                 results.append(row)
@@ -186,4 +210,21 @@ def format_table(report: dict) -> str:
         speed = f'{r["speedup_vs_torch"]:.2f}x' if 'speedup_vs_torch' in r else ''
         lines.append(f'| {r["backend"]} | {size} | ' + ' | '.join(cells)
                      + f' | {r["throughput_fps"]:.2f} | {speed} |')
-    return '\n'.join(lines) + '\n\nStage cells: median / p90 in ms.'
+    return '\n'.join(lines + auto_lines(report)) + '\n\nStage cells: median / p90 in ms.'
+
+
+def auto_lines(report: dict) -> list[str]:
+    """For each ``auto`` row: the choice, whether it was measured now or cached, and every
+    candidate's median time per frame (or why it has none)."""
+    out = []
+    for r in report['results']:
+        if 'auto' not in r:
+            continue
+        a = r['auto']
+        size = f'{r["input_size"][0]}x{r["input_size"][1]}'
+        out += ['', f'auto at {size}: chose {a["choice"]} ({a["source"]}); candidates:']
+        for label, t in a['candidates_ms'].items():
+            mark = '  <- chosen' if label == a['choice'] else ''
+            out.append(f'- {label}: ' + (f'{t:.1f} ms' if isinstance(t, (int, float)) else t)
+                       + mark)
+    return out

@@ -20,7 +20,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              f'{", ".join(BACKENDS)}, auto')
     images = Path(args.images) if args.images else DEFAULT_IMAGES
     report = run_bench(args.backends, args.model, sizes, images, args.frames, args.warmup,
-                       args.repeats)
+                       args.repeats, args.auto_budget)
     print(f'{report["date"]} | {report["machine"]} | {report["frames"]} frames x '
           f'{report["repeats"]} from {report["images"]}')
     print(format_table(report))
@@ -48,5 +48,9 @@ def register(subparsers) -> None:
     p.add_argument('--frames', type=int, default=10, help='frames per pass (default: 10)')
     p.add_argument('--repeats', type=int, default=2, help='passes over the frames (default: 2)')
     p.add_argument('--warmup', type=int, default=2, help='warm-up frames (default: 2)')
+    p.add_argument('--auto-budget', type=float, default=10.0,
+                   help='seconds a plain "auto" spec may spend timing its candidates, as the '
+                   "node's auto_budget_s (the choice is cached per CPU, model and runtime "
+                   'versions; 0 = the fixed chain) (default: 10)')
     p.add_argument('--json', default='', help='also write the report as JSON here')
     p.set_defaults(func=cmd_bench)
