@@ -10,6 +10,7 @@ Every SIGINT or SIGTERM, at any moment (start-up, configure, spinning, clean-up,
 lifecycle shutdown), ends the process with exit code 0 and no traceback.
 """
 import signal
+import sys
 import threading
 
 from ..core.threads import configure_threads
@@ -17,8 +18,46 @@ from ..core.threads import configure_threads
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def params_files(args: list[str]) -> list[str]:
+    """The files given as ``--params-file FILE`` inside the ``--ros-args`` sections of
+    ``args`` (a section ends at ``--``)."""
+    out, in_ros, i = [], False, 0
+    while i < len(args):
+        a = args[i]
+        if a == '--ros-args':
+            in_ros = True
+        elif a == '--':
+            in_ros = False
+        elif in_ros and a == '--params-file' and i + 1 < len(args):
+            out.append(args[i + 1])
+            i += 1
+        i += 1
+    return out
+
+
+def check_params_files(args: list[str]) -> str:
+    """'' when every ``--params-file`` reads as a YAML mapping, else one line saying which
+    file, where and what (rcl's own report of a YAML error is a 9-line traceback)."""
+    from ..core.yamlfile import load_yaml, weights_file_hint
+    for path in params_files(args):
+        if weights_file_hint(path):
+            return f'parameter file {path} is a weights or model file, not YAML parameters'
+        try:
+            data = load_yaml(path)
+        except ValueError as exc:
+            return f'parameter file {exc}'
+        if data is not None and not isinstance(data, dict):
+            return (f'parameter file {path}: expected a mapping of node names to '
+                    f'ros__parameters (e.g. "/**:"), got a {type(data).__name__}')
+    return ''
+
+
 def main(args=None) -> None:
     configure_threads(spin=None)
+    problem = check_params_files(sys.argv[1:] if args is None else list(args))
+    if problem:
+        print(f'error: {problem}', file=sys.stderr)
+        sys.exit(2)
     # A signal only sets this flag (no KeyboardInterrupt that could land in the middle of a
     # configure or a clean-up). rclpy.init installs its own handlers in front of these: they
     # shut the context down, which wakes the executor, then call this one.
