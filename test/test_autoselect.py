@@ -76,6 +76,22 @@ def test_a_candidate_that_cannot_run_is_skipped_with_its_reason(card):
                                                   (0.125, '')]
 
 
+def test_a_stop_ends_the_measuring_and_nothing_is_chosen_or_cached(tmp_path, card):
+    clock, built = _Clock(), []
+
+    def build(name, c, device, channels_last, x):
+        built.append(x)
+        return _Fake(clock, 0.125)
+    out = measure(_cands(card), (65, 97), budget_s=10, clock=clock, build=build,
+                  stop=lambda: len(built) == 1)
+    assert [(m.seconds, m.note) for m in out] == [(0.125, ''), (None, 'not measured: stopped'),
+                                                  (None, 'not measured: stopped')]
+    local = _local_card(tmp_path)
+    assert select(local, cache_dir=tmp_path / 'cache', clock=clock, stop=lambda: True,
+                  build=lambda name, c, device, channels_last: _Fake(clock, 0.1)) is None
+    assert not (tmp_path / 'cache').exists()
+
+
 def _local_card(tmp_path) -> ModelCard:
     """The default card and a copy of its weights, alone in a folder (no exports)."""
     (tmp_path / DEFAULT_CARD.name).write_text(DEFAULT_CARD.read_text())

@@ -2,6 +2,8 @@
 and /diagnostics; an explicit backend or explicit options are never replaced."""
 import json
 import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -115,3 +117,36 @@ def test_diagnostics_say_how_the_backend_was_chosen():
         'backend': 'tflite', 'backend_choice': 'cached', 'auto.chosen': 'tflite num_threads=2',
         'auto.torch channels_last=False': '108.4 ms', 'auto.tflite num_threads=2': '70.2 ms',
         'auto.onnxruntime num_threads=1': 'not measured: budget of 10 s spent'}
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_auto_measures_ends_the_node_at_once_and_caches_nothing(tmp_path, sig):
+    pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
+    from pspnet_ros.live import start_node
+    from ros_fixtures import DOMAIN, PARAMS
+    log = tmp_path / 'node.log'
+    env = {**os.environ, 'ROS_HOME': str(tmp_path / 'ros_home')}
+    proc = start_node(PARAMS, DOMAIN, ['-p', 'backend:=auto', '-p', 'auto_budget_s:=120.0'],
+                      log, env=env)
+    try:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and 'backend auto: timing the candidates' not in (
+                log.read_text() if log.exists() else ''):
+            time.sleep(0.05)
+        time.sleep(1.0)           # into the measuring (each candidate takes about a second)
+        assert 'configured:' not in log.read_text()
+        proc.send_signal(sig)
+        t0 = time.monotonic()
+        code = proc.wait(60)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert code == 0, text
+    for bad in ('Traceback', 'Exception ignored', '[ERROR]'):
+        assert bad not in text, text
+    assert took < 10, f'{took:.1f} s to end (the budget was 120 s)'
+    assert not list((tmp_path / 'ros_home').glob('pspnet_ros/auto_backend/*.json'))

@@ -263,11 +263,12 @@ class NodeConfig:
         fallback after torch on CUDA is the CPU path, a different one)."""
         return name == failed and (failed_device == 'cpu' or name == 'edgetpu')
 
-    def auto_choice(self, cache_dir=None):
+    def auto_choice(self, cache_dir=None, stop=None):
         """For ``backend: auto``, the measured (or cached) choice (``autoselect.Selection``)
         and ''; else ``(None, why the fixed chain or the named backend runs)``. The choice is
         made only for ``auto`` without ``backend_options`` (explicit options are never
-        overridden) and with ``auto_budget_s`` > 0."""
+        overridden) and with ``auto_budget_s`` > 0. ``stop()`` true ends the measuring early
+        (a signal during the configure)."""
         if self.backend != 'auto':
             return None, ''
         if self.auto_budget_s <= 0:
@@ -278,7 +279,7 @@ class NodeConfig:
         from ..core.backends.autoselect import select
         card = ModelCard.load(self.card_for('auto'))
         sel = select(card, self.device, self.input_size, self.auto_budget_s,
-                     cache_dir=cache_dir)
+                     cache_dir=cache_dir, stop=stop)
         if sel is None:
             return None, 'no candidate could be measured: the fixed chain'
         return sel, ''

@@ -156,8 +156,12 @@ class SegmentNode(LifecycleNode):
         self.options_note = self.cfg.options_for(self.cfg.backend)[1]
         # backend auto times its candidates (or reads the cached choice) on the thread that
         # runs the model, then builds the chosen one (config.NodeConfig.auto_choice).
+        if self.cfg.backend == 'auto' and self.cfg.auto_budget_s > 0:
+            self.get_logger().info(f'backend auto: timing the candidates within '
+                                   f'{self.cfg.auto_budget_s:g} s, unless a cached choice '
+                                   'applies')
         self.segmenter, self.backend_note, self.auto_choice, auto_why = \
-            self._infer_pool.submit(self._build, self.cfg).result()
+            self._infer_pool.submit(self._build, self.cfg, lambda: not self.context.ok()).result()
         if self.auto_choice is not None:
             choice = self.auto_choice.describe()
             self.choice_values = self.auto_choice.values()
@@ -205,10 +209,12 @@ class SegmentNode(LifecycleNode):
             + f'; {warm}' + (f'; {choice}' if choice else ''))
 
     @staticmethod
-    def _build(cfg: NodeConfig) -> tuple:
+    def _build(cfg: NodeConfig, stop) -> tuple:
         """``(segmenter, fallback note, auto selection or None, why auto runs its fixed
-        chain)``; runs on the inference thread."""
-        choice, why = cfg.auto_choice()
+        chain)``; runs on the inference thread. ``stop()``: a signal ended ROS meanwhile."""
+        choice, why = cfg.auto_choice(stop=stop)
+        if stop():
+            raise RuntimeError('configure interrupted by a signal')
         seg, note = cfg.build_segmenter(choice)
         return seg, note, choice, why
 

@@ -157,15 +157,20 @@ def _frame_for(card: ModelCard, input_size: tuple[int, int]) -> np.ndarray:
 def measure(cands: Sequence[Candidate], input_size: tuple[int, int], budget_s: float,
             device: str = 'cpu', runs: int = 3,
             clock: Callable[[], float] = time.perf_counter,
-            build: Callable | None = None) -> list[Measurement]:
+            build: Callable | None = None,
+            stop: Callable[[], bool] | None = None) -> list[Measurement]:
     """Time each candidate (one warm-up run, then up to ``runs`` timed runs) until
-    ``budget_s`` seconds are spent; the rest are listed as not measured. ``build`` makes a
-    backend (``create_backend`` by default), ``clock`` reads the time (tests pass fakes)."""
+    ``budget_s`` seconds are spent or ``stop()`` is true (the process is ending); the rest
+    are listed as not measured. ``build`` makes a backend (``create_backend`` by default),
+    ``clock`` reads the time (tests pass fakes)."""
     if build is None:
         from .base import create_backend as build
     start = clock()
     out: list[Measurement] = []
     for cand in cands:
+        if stop is not None and stop():
+            out.append(Measurement(cand.label, None, cand.accuracy, 'not measured: stopped'))
+            continue
         if clock() - start >= budget_s:
             out.append(Measurement(cand.label, None, cand.accuracy,
                                    f'not measured: budget of {budget_s:g} s spent'))
@@ -267,6 +272,9 @@ def select(card: ModelCard, device: str = 'cpu', input_size: tuple[int, int] | N
     except (OSError, ValueError, TypeError, KeyError):
         pass
     measured = measure(cands, size, budget_s, device, **measure_kw)
+    stop = measure_kw.get('stop')
+    if stop is not None and stop():
+        return None         # cut short: neither a choice nor something to cache
     measured += [Measurement(name, None, None, f'skipped: {why}') for name, why in skipped]
     reference = Candidate(card.format, card).accuracy     # the card asked for: the float model
     best = choose(measured, reference, tolerance)
