@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+import os
+from typing import Any, Callable
 
 from ..core.backends import applicable_options, parse_option_value
 from ..core.card import check_input_size
@@ -263,7 +265,8 @@ class NodeConfig:
         fallback after torch on CUDA is the CPU path, a different one)."""
         return name == failed and (failed_device == 'cpu' or name == 'edgetpu')
 
-    def auto_choice(self, cache_dir=None, stop=None):
+    def auto_choice(self, cache_dir: str | os.PathLike | None = None,
+                    stop: Callable[[], bool] | None = None) -> tuple[Any, str]:
         """For ``backend: auto``, the measured (or cached) choice (``autoselect.Selection``)
         and ''; else ``(None, why the fixed chain or the named backend runs)``. The choice is
         made only for ``auto`` without ``backend_options`` (explicit options are never
@@ -296,7 +299,7 @@ class NodeConfig:
                          max_pixels=self.max_image_pixels, backend_options=opts,
                          test_time_flip=self.test_time_flip)
 
-    def build_segmenter(self, choice=None):
+    def build_segmenter(self, choice: Any = None) -> tuple[Any, str]:
         """The Segmenter for the configured backend (for ``auto`` with a measured
         ``choice``, the chosen candidate), else the first fallback that loads.
 
