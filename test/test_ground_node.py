@@ -20,7 +20,7 @@ from pspnet_ros.node.ground import (ground_config, GROUND_PARAMETERS, GroundGrid
                                     intrinsics_from_msg)
 
 pytestmark = pytest.mark.ros
-EXAMPLE = Path(__file__).resolve().parents[1] / 'test' / 'data' / 'ground_grid.yaml'
+EXAMPLE = Path(__file__).resolve().parents[1] / 'config' / 'ground_grid.yaml'
 
 W, H = 160, 120
 ROAD, SKY, PEDESTRIAN = (CAMVID.classes.index(n) for n in ('road', 'sky', 'pedestrian'))

@@ -20,6 +20,7 @@ from ..core.ground import (CameraPose, cell_classes, ClassRoles, DepthPairer, DE
                            Evidence, GridSpec, GroundError, GroundFusion, GroundProjector,
                            group_grid, Intrinsics)
 from ..core.labels import LabelSet
+from .parameters import PARAMETERS
 
 POSE_SOURCES = ('auto', 'tf', 'parameters')
 # (name, label, topic, output) of a camera: see GroundGrid
@@ -27,45 +28,10 @@ CameraSpec = tuple[str, str, Callable[[str], str], Callable[[str], str]]
 POINTS = 'obstacle_points'
 FLOAT32 = 7    # sensor_msgs/PointField.FLOAT32
 
-# name -> (default, description); the node declares them with the rest of its parameters.
-GROUND_PARAMETERS = {
-    'ground.enabled': (False, 'publish the ground-plane semantic grid (~/ground/<group>, '
-                       '~/ground/obstacle_points); needs camera_info and the camera pose'),
-    'ground.base_frame': ('base_link', 'frame of the grids and points (REP-105, z up); the '
-                          'ground is the plane z = ground.ground_z in it'),
-    'ground.pose_source': ('auto', 'camera pose: tf (base_frame -> the image frame_id, the '
-                           'optical frame), parameters (ground.camera_poses), or auto: '
-                           'parameters for cameras listed there, else tf when tf2_ros imports'),
-    'ground.camera_poses': ([], 'camera body pose in base_frame, x forward (URDF '
-                            'camera_link): "x,y,z,roll,pitch,yaw" (metres, radians; pitch > 0 '
-                            'looks down) or "camera:x,y,z,roll,pitch,yaw" per camera'),
-    'ground.resolution': (0.1, 'grid cell size, metres'),
-    'ground.size_x': (20.0, 'grid extent along x, metres'),
-    'ground.size_y': (20.0, 'grid extent along y, metres'),
-    'ground.origin_x': (-10.0, "base-frame x of the grid's corner (its lowest x), metres"),
-    'ground.origin_y': (-10.0, "base-frame y of the grid's corner (its lowest y), metres"),
-    'ground.max_range': (10.0, 'metres from a camera beyond which nothing is marked'),
-    'ground.ground_z': (0.0, 'height of the ground plane in base_frame, metres'),
-    'ground.ground_classes': ([], 'classes projected where seen; [] = the label set default '
-                              '(CamVid: road, pavement)'),
-    'ground.obstacle_classes': ([], 'classes marked at their footprint only; [] = the label '
-                                'set default'),
-    'ground.groups': ([], 'one OccupancyGrid per group, "name:class,class"; [] = the label '
-                      'set default (CamVid: drivable:road and obstacle:car,pedestrian,...)'),
-    'ground.group_costs': ([], '"name:cost,other_cost": cell value where the group is seen '
-                           'and where another class is; default 100,0 (drivable: 0,100)'),
-    'ground.use_depth': (False, 'subscribe an aligned depth image (depth/image; 16UC1 mm or '
-                         '32FC1 m) and place every pixel at its 3D point'),
-    'ground.depth_tolerance': (0.0, 'seconds between a frame and its depth image; 0 = the '
-                               'exact stamp. Unmatched frames are counted, not projected'),
-    'ground.min_obstacle_height': (0.05, 'with depth: obstacle points count from this height '
-                                   'above the ground, metres'),
-    'ground.max_obstacle_height': (2.0, 'with depth: obstacle points count up to this height '
-                                   'above the ground, metres'),
-    'ground.sync_tolerance': (0.1, 'the fused grid takes the latest evidence of each camera '
-                              'stamped within this many seconds of the frame'),
-    'ground.rectified': (False, 'the image is rectified: use camera_info P and no distortion'),
-}
+# name -> (default, description) of the ground.* parameters; the node's schema
+# (parameters.SCHEMA) declares them with the rest.
+GROUND_PARAMETERS = {n: (p.default, p.description) for n, p in PARAMETERS.items()
+                     if n.startswith('ground.')}
 
 
 @dataclass(frozen=True)
