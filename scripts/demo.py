@@ -75,7 +75,8 @@ def expectations(synthetic: bool, rep: dict, rate: float) -> str:
     demo = _card_metrics().get('demo') or {}
     miou = demo.get('synthetic_miou' if synthetic else 'camvid_miou')
     lines = ['', 'expected with config/segment.yaml on an idle 2-core x86 CPU (measured):',
-             (f'  mIoU {miou:.3f} (model card, metrics.demo) when every frame is answered; '
+             (f'  mIoU {miou:.3f} (model card, metrics.demo, float model; backend auto may run '
+              'the int8 export, within 0.2 points on val) when every frame is answered; '
               if miou is not None else '  (the model card has no metrics.demo figure); ')
              + 'drops change which frames are scored, so a run with drops differs a little '
              + ('(synthetic cartoon frames: the CamVid model only half-recognises them; get '
