@@ -18,6 +18,24 @@ def need(path: Path) -> Path:
     return path
 
 
+def street_frame(height: int = 360, width: int = 480):
+    """CamVid frame 0016E5_07965 at height x width, or without ../shared a synthetic
+    street-like frame (sky over road) that still exercises the node's I/O."""
+    import numpy as np
+    path = CAMVID / 'val' / '0016E5_07965.png'
+    if path.exists():
+        from pspnet_ros.core import read_image
+        img = read_image(path)
+        if img.shape[:2] != (height, width):
+            import cv2
+            img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+        return img
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:height * 5 // 12] = (140, 160, 200)
+    img[height * 5 // 12:] = (90, 80, 90)
+    return img
+
+
 # Markers by what a test needs, so that `-m` selects (make test-unit, CI's colcon stage): a
 # test that takes rclpy_context talks over DDS; one that starts Ray starts worker processes.
 FIXTURE_MARKS = {'rclpy_context': 'ros', 'local_ray': 'slow', 'two_nodes': 'slow'}

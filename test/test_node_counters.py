@@ -2,7 +2,6 @@
 parameter changes, lifecycle cycling, recovery of the level, the three starvation cases."""
 import time
 
-import numpy as np
 import pytest
 
 from ros_fixtures import NodeUnderTest
@@ -13,7 +12,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
 from pspnet_ros.core import occupancy_msg  # noqa: E402
 from pspnet_ros.core.segmenter import region_slice  # noqa: E402
 
-from conftest import CAMVID  # noqa: E402
+from conftest import street_frame  # noqa: E402
 
 NODE = '/pspnet_segmentation'
 OUTCOMES = ('frames.processed', 'frames.dropped', 'frames.skipped_no_subscribers',
@@ -23,15 +22,7 @@ WINDOW = 4.0
 
 @pytest.fixture(scope='module')
 def frame():
-    path = CAMVID / 'val' / '0016E5_07965.png'
-    if path.exists():
-        import cv2
-        from pspnet_ros.core import read_image
-        return cv2.resize(read_image(path), (320, 240), interpolation=cv2.INTER_AREA)
-    img = np.zeros((240, 320, 3), np.uint8)
-    img[:100] = (140, 160, 200)
-    img[100:] = (90, 80, 90)
-    return img
+    return street_frame(240, 320)
 
 
 @pytest.fixture(scope='module')

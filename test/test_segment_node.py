@@ -8,22 +8,15 @@ from ros_fixtures import NodeUnderTest
 pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
 
-from pspnet_ros.core import occupancy_msg, read_image, rosimage  # noqa: E402
+from pspnet_ros.core import occupancy_msg, rosimage  # noqa: E402
 from pspnet_ros.live import Received, stamp_key  # noqa: E402
 
-from conftest import CAMVID  # noqa: E402
+from conftest import street_frame  # noqa: E402
 
 
 @pytest.fixture(scope='module')
 def frame():
-    path = CAMVID / 'val' / '0016E5_07965.png'
-    if path.exists():
-        return read_image(path)
-    # Without ../shared: a synthetic street-like frame (sky over road) still exercises I/O.
-    img = np.zeros((360, 480, 3), np.uint8)
-    img[:150] = (140, 160, 200)
-    img[150:] = (90, 80, 90)
-    return img
+    return street_frame()
 
 
 @pytest.fixture(scope='module')
