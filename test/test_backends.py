@@ -56,21 +56,19 @@ def test_onnxruntime_backend_asks_for_an_exported_model(card):
         create_backend('onnxruntime', card)
 
 
-def test_missing_onnxruntime_names_the_pip_command(tmp_path, card, monkeypatch):
-    onnx_card = _card_for_file(tmp_path, card, 'onnx', 'm.onnx')
-    monkeypatch.setitem(sys.modules, 'onnxruntime', None)
-    with pytest.raises(BackendUnavailable, match=r'needs the onnxruntime package.*'
-                                                 r'pip install onnxruntime'):
-        create_backend('onnxruntime', onnx_card)
-
-
-def test_missing_tflite_interpreter_names_the_pip_command(tmp_path, card, monkeypatch):
-    tfl_card = _card_for_file(tmp_path, card, 'tflite', 'm.tflite')
-    monkeypatch.setitem(sys.modules, 'ai_edge_litert', None)
-    monkeypatch.setitem(sys.modules, 'tflite_runtime', None)
-    for name in ('tflite', 'edgetpu'):
-        with pytest.raises(BackendUnavailable, match=r'pip install ai-edge-litert'):
-            create_backend(name, tfl_card)
+@pytest.mark.parametrize('fmt, modules, backends, message', [
+    ('onnx', ('onnxruntime',), ('onnxruntime',),
+     r'needs the onnxruntime package.*pip install onnxruntime'),
+    ('tflite', ('ai_edge_litert', 'tflite_runtime'), ('tflite', 'edgetpu'),
+     r'pip install ai-edge-litert')])
+def test_a_missing_runtime_names_the_pip_command(tmp_path, card, monkeypatch, fmt, modules,
+                                                 backends, message):
+    model_card = _card_for_file(tmp_path, card, fmt, f'm.{fmt}')
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module, None)
+    for name in backends:
+        with pytest.raises(BackendUnavailable, match=message):
+            create_backend(name, model_card)
 
 
 @pytest.mark.parametrize('error', [OSError('libedgetpu.so.1: cannot open shared object file'),

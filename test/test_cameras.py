@@ -10,6 +10,21 @@ from pspnet_ros.node.cameras import CameraSet, check_camera_names
 CAMS = ('front', 'left', 'right')
 
 
+def synced_rig() -> CameraSet:
+    """The three cameras in sync sets: 5 ms tolerance, 100 ms wait, silent after 1 s."""
+    return CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+
+
+def assert_front_and_left_run_as_a_whole_set(cs: CameraSet, now: float, front_stamp: float,
+                                             left_stamp: float) -> None:
+    """front and left arrive at ``now``: they run at once as a complete set, right (silent)
+    is not waited for."""
+    cs.put('front', 'a', stamp=front_stamp, now=now)
+    cs.put('left', 'b', stamp=left_stamp, now=now)
+    batch, _ = cs.take(now=now)
+    assert batch.cameras == ['front', 'left'] and batch.complete
+
+
 def test_camera_module_imports_nothing_from_ros():
     path = Path(__file__).resolve().parents[1] / 'pspnet_ros' / 'node' / 'cameras.py'
     imported = set()
@@ -87,7 +102,7 @@ def test_sync_set_within_tolerance_runs_as_soon_as_every_live_camera_has_a_frame
 
 
 def test_incomplete_sync_set_waits_the_bounded_time_then_runs_and_is_counted():
-    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    cs = synced_rig()
     for cam in CAMS:                       # all three are live
         cs.put(cam, 'old', stamp=9.0, now=0.0)
     cs.take(now=0.0)
@@ -102,21 +117,19 @@ def test_incomplete_sync_set_waits_the_bounded_time_then_runs_and_is_counted():
 
 
 def test_sync_does_not_wait_for_a_camera_that_went_silent():
-    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    cs = synced_rig()
     for i in range(3):                                   # 10 Hz
         for cam in CAMS:
             cs.put(cam, 'x', stamp=1.0 + i / 10, now=i / 10)
         cs.take(now=i / 10)
-    cs.put('front', 'a', stamp=5.0, now=3.0)             # right last published at 0.2
-    cs.put('left', 'b', stamp=5.001, now=3.0)
-    batch, _ = cs.take(now=3.0)
-    assert batch.cameras == ['front', 'left'] and batch.complete
+    # right last published at 0.2
+    assert_front_and_left_run_as_a_whole_set(cs, now=3.0, front_stamp=5.0, left_stamp=5.001)
 
 
 def test_a_slow_rig_keeps_its_sets_whole_the_liveness_window_follows_its_rate():
     # Triggered every 2 s: with a fixed 1 s window the first camera of each capture would find
     # the others silent and run alone. The window is 3 frame intervals of each camera.
-    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    cs = synced_rig()
     for i in range(4):
         t = 2.0 * i
         cs.put('front', i, stamp=100.0 + i, now=t)
@@ -133,27 +146,23 @@ def test_a_slow_rig_keeps_its_sets_whole_the_liveness_window_follows_its_rate():
     cs.put('left', 'a', stamp=108.0, now=8.0)
     assert cs.take(now=8.0) == (None, pytest.approx(0.1))
     assert not cs.take(now=8.1)[0].complete
-    cs.put('front', 'b', stamp=112.0, now=12.1)          # right last sent at 6.02
-    cs.put('left', 'b', stamp=112.0, now=12.1)
-    batch, _ = cs.take(now=12.1)
-    assert batch.cameras == ['front', 'left'] and batch.complete
+    # right last sent at 6.02
+    assert_front_and_left_run_as_a_whole_set(cs, now=12.1, front_stamp=112.0, left_stamp=112.0)
 
 
 def test_a_fast_rig_stops_waiting_for_a_dead_camera_after_silent_after():
-    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    cs = synced_rig()
     for i in range(10):                                  # 30 Hz
         for cam in CAMS:
             cs.put(cam, i, stamp=i / 30, now=i / 30)
         assert cs.take(now=i / 30)[0].complete
     assert cs.silence_window('front') == pytest.approx(1.0)   # 3 x 33 ms < 1 s
-    cs.put('front', 'a', stamp=2.0, now=2.0)
-    cs.put('left', 'a', stamp=2.0, now=2.0)              # right silent for 1.7 s
-    batch, _ = cs.take(now=2.0)
-    assert batch.cameras == ['front', 'left'] and batch.complete
+    # right silent for 1.7 s
+    assert_front_and_left_run_as_a_whole_set(cs, now=2.0, front_stamp=2.0, left_stamp=2.0)
 
 
 def test_a_camera_whose_frame_of_the_instant_already_ran_is_not_waited_for():
-    cs = CameraSet(CAMS, sync_tolerance=0.005, sync_wait=0.1, silent_after=1.0)
+    cs = synced_rig()
     cs.put('front', 'a', stamp=5.0, now=0.0)      # nobody else live yet: runs alone
     assert cs.take(now=0.0)[0].cameras == ['front']
     cs.put('left', 'b', stamp=5.001, now=0.01)    # front's frame of 5.0 already ran
