@@ -148,6 +148,8 @@ class FramePath:
         # (TFLite interpreters, CUDA graphs' static buffers): their batches take turns.
         self._run_lock = threading.Lock()
         self._fallback_lock = threading.Lock()
+        # node/ground.GroundGrid when ground.enabled: one call per published frame
+        self.ground = None
 
     # -- the image callback ------------------------------------------------------------------
     def on_image(self, cam: Camera, raw: bytes) -> None:
@@ -254,6 +256,7 @@ class FramePath:
             want['color_mask'] &= cfg.publish_color_mask
             want['overlay'] &= cfg.publish_overlay
             want['confidence'] &= cfg.publish_confidence
+            want['ground'] = self.ground is not None and self.ground.wanted()
             if not any(want.values()):
                 self._settle(pending, cam, 'frames.skipped_no_subscribers')
                 continue
@@ -312,6 +315,9 @@ class FramePath:
         for (cam, msg, rgb, want, t_recv, decode_s), res in zip(ready, results):
             t2 = time.perf_counter()
             publish(cam, msg.header, rgb, want, res, seg, cfg)
+            ground = self.ground
+            if want['ground'] and ground is not None:
+                ground.on_frame(cam.name, msg.header, res.labels)
             t3 = time.perf_counter()
             self._settle(pending, cam, 'frames.processed')
             cam.out_rate.tick()

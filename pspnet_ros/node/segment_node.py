@@ -31,7 +31,8 @@ from . import diagnostics, parameters
 from .cameras import CameraSet
 from .config import NodeConfig, plan_workers
 from .convert import status_to_msg
-from .diagnostics import ModelSnapshot
+from .diagnostics import ModelSnapshot, Status
+from .ground import ground_config, GroundGrid
 from .inference import Camera, FramePath, ThrottledLog
 from .stats import Counters, LatencyStats, RecentRise
 from .warmup import warm_up
@@ -79,6 +80,7 @@ class SegmentNode(LifecycleNode):
                                 lambda: self.context.ok())
         self._recent: dict[str, RecentRise] = {}     # error totals per status, for the level
         self.options_note = ''
+        self.ground: GroundGrid | None = None        # the ground grid when ground.enabled
         self._start_cpus = usable_cpus()
         self.threads = configure_threads(0, spin=None)
 
@@ -199,6 +201,7 @@ class SegmentNode(LifecycleNode):
                                 counters={n: c.counters for n, c in self.cams.items()},
                                 set_counters=self.counters)
         self._make_publishers()
+        self._make_ground()
         self.get_logger().info(
             f'configured: model {self.segmenter.card.name} ({self.segmenter.num_classes} '
             f'classes, input {self.segmenter.input_size[1]}x{self.segmenter.input_size[0]}) on '
@@ -218,6 +221,17 @@ class SegmentNode(LifecycleNode):
         seg, note = cfg.build_segmenter(choice)
         return seg, note, choice, why
 
+    def _make_ground(self) -> None:
+        """The ground-plane grid (node/ground.py) and its publishers, when ground.enabled."""
+        cams = self.cfg.cameras
+        gcfg = ground_config(parameters.values(self), self.segmenter.labelset,
+                             [c.name for c in cams])
+        if gcfg is not None:
+            self.ground = GroundGrid(self, gcfg, [(c.name, c.label, c.topic, c.output)
+                                                  for c in cams])
+            self.ground.make_publishers()
+        self.frames.ground = self.ground
+
     def _apply_threads(self, cfg: NodeConfig) -> ThreadSettings:
         """Pin the process to ``cpu_affinity`` (or back to the CPUs it started with) and size
         the inference pools for the CPUs it may use (the spin count is chosen before, in
@@ -229,6 +243,8 @@ class SegmentNode(LifecycleNode):
         # The lifecycle publishers publish from here on (label_info is the first message).
         result = super().on_activate(state)
         self._make_subscriptions()
+        if self.ground is not None:
+            self.ground.subscribe()
         self._publish_label_info()
         self.frames.start(self.cams, self.camset, self._infer_pool, self.workers,
                           self.worker_threads or self.threads.threads)
@@ -268,6 +284,8 @@ class SegmentNode(LifecycleNode):
             for s in cam.subs:
                 self.destroy_subscription(s)
             cam.subs = []
+        if self.ground is not None:
+            self.ground.unsubscribe()
         self.frames.stop()
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
@@ -283,6 +301,9 @@ class SegmentNode(LifecycleNode):
         self._pubs = {}
         self.cams = {}
         self.camset = None
+        if self.ground is not None:
+            self.ground.release()
+            self.ground = self.frames.ground = None
         self.frames.release()
         self.segmenter = None
         self.cfg = None
@@ -431,5 +452,8 @@ class SegmentNode(LifecycleNode):
                 self.log.warn(f'{cam}/{key}', text, TRANSPORT_WARN_PERIOD)
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
+        if self.ground is not None:
+            found.append(Status(f'{self.get_fully_qualified_name()}: ground', 'ground',
+                                *self.ground.status(), self.ground.values()))
         arr.status = [status_to_msg(st) for st in found]
         self._pubs['diagnostics'].publish(arr)
