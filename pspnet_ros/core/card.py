@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .network import network_default, NetworkSpec
+from .network import NetworkFields, NetworkSpec
 from .yamlfile import load_yaml
 
 OUTPUT_KINDS = ('logits', 'labels')
@@ -37,7 +37,7 @@ class ModelCardError(ValueError):
 
 
 @dataclass
-class ModelCard:
+class ModelCard(NetworkFields):
     """Everything needed to run a model: architecture, I/O contract, labels, provenance.
 
     Sizes are ``[height, width]``; ``mean``/``std`` are in 0..255 pixel units, applied to RGB.
@@ -49,12 +49,7 @@ class ModelCard:
     label_set: str | dict          # a built-in set's name, or an embedded class list
     num_classes: int
     input_size: list[int]
-    architecture: str = network_default('architecture')
     format: str = 'safetensors'
-    head_channels: int = network_default('head_channels')
-    output_stride: int = network_default('output_stride')
-    decoder_channels: int = network_default('decoder_channels')
-    decoder_stride: int = network_default('decoder_stride')
     mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
     std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     input_dtype: str = 'float32'

@@ -32,8 +32,20 @@ class NetworkSpec:
 
 
 def network_default(name: str):
-    """The default of one ``NETWORK_FIELDS`` entry (ModelCard and TrainConfig use these)."""
+    """The default of one ``NETWORK_FIELDS`` entry (``NetworkFields`` uses these)."""
     return {f.name: f.default for f in fields(NetworkSpec)}[name]
+
+
+@dataclass(kw_only=True)
+class NetworkFields:
+    """The ``NETWORK_FIELDS`` as keyword-only dataclass fields with ``NetworkSpec``'s defaults:
+    ``ModelCard`` and ``TrainConfig`` inherit them, so both declare the network once."""
+
+    architecture: str = network_default('architecture')
+    head_channels: int = network_default('head_channels')
+    output_stride: int = network_default('output_stride')
+    decoder_channels: int = network_default('decoder_channels')
+    decoder_stride: int = network_default('decoder_stride')
 
 
 def build_network(spec: NetworkSpec, aux: bool = False):

@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 
 from ..core.card import MAX_INPUT_SIDE, MIN_INPUT_SIDE
-from ..core.network import network_default
+from ..core.network import NetworkFields
 from ..core.sizes import parse_sizes
 
 CLASS_WEIGHTINGS = ('none', 'sqrt-median')
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(NetworkFields):
     """Training options; every field is a ``pspnet-ros train`` flag and a recipe key.
 
     ``stop_after`` ends this run after that many epochs (checkpoint kept), so long trainings
@@ -26,12 +26,7 @@ class TrainConfig:
     name: str = 'pspnet_mobilenetv2_camvid'
     val_images: str = ''
     val_labels: str = ''
-    architecture: str = network_default('architecture')
     label_set: str = 'camvid'
-    head_channels: int = network_default('head_channels')
-    output_stride: int = network_default('output_stride')
-    decoder_channels: int = network_default('decoder_channels')
-    decoder_stride: int = network_default('decoder_stride')
     input_size: list[int] = field(default_factory=lambda: [281, 377])
     crop_size: list[int] = field(default_factory=lambda: [233, 313])
     scale_range: list[float] = field(default_factory=lambda: [0.75, 1.5])
