@@ -87,6 +87,18 @@ def detect_layout(state: dict[str, torch.Tensor]) -> str:
     return 'semseg'
 
 
+def mismatch_text(missing: list[str], unexpected: list[str], wrong: list[str],
+                  wrong_label: str = 'with wrong shape', limit: int = 5) -> str:
+    """``'N missing: a, b; N unexpected: ...; N <wrong_label>: ...'`` for the non-empty lists,
+    each naming its first ``limit`` entries."""
+    def head(items):
+        more = f' (+{len(items) - limit} more)' if len(items) > limit else ''
+        return ', '.join(items[:limit]) + more
+    return '; '.join(f'{len(items)} {label}: {head(items)}' for label, items in
+                     (('missing', missing), ('unexpected', unexpected), (wrong_label, wrong))
+                     if items)
+
+
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
     """Load ``state`` into ``model`` with exact key and shape checks and a readable report.
 
@@ -101,16 +113,8 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = T
     wrong = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
              for k in state if k in own and state[k].shape != own[k].shape]
     if strict and (missing or unexpected or wrong):
-        def head(items):
-            return ', '.join(items[:5]) + (f' (+{len(items) - 5} more)' if len(items) > 5 else '')
-        parts = []
-        if missing:
-            parts.append(f'{len(missing)} missing: {head(missing)}')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected: {head(unexpected)}')
-        if wrong:
-            parts.append(f'{len(wrong)} with wrong shape: {head(wrong)}')
-        raise WeightsError('checkpoint does not match the model; ' + '; '.join(parts))
+        raise WeightsError('checkpoint does not match the model; '
+                           + mismatch_text(missing, unexpected, wrong))
     state = {k: v for k, v in state.items() if k in own and state[k].shape == own[k].shape}
     model.load_state_dict(state, strict=False)
 

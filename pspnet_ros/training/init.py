@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..core.card import ModelCard, ModelCardError
 from ..core.network import build_network, network_default, NETWORK_FIELDS, NetworkSpec
-from ..core.weights import convert_mmseg, detect_layout, load_state_dict, WeightsError
+from ..core.weights import (convert_mmseg, detect_layout, load_state_dict, mismatch_text,
+                            WeightsError)
 from .config import TrainConfig
 
 # The auxiliary head trains beside the network but is not saved with a model: it starts fresh.
@@ -79,10 +80,6 @@ def _layers(fresh, own) -> list[str]:
     return sorted(names)
 
 
-def _head(items: list[str]) -> str:
-    return ', '.join(items[:6]) + (f' (+{len(items) - 6} more)' if len(items) > 6 else '')
-
-
 def load_init(model, state: dict, spec: NetworkSpec, source: str, new_classes: bool = False,
               fresh_layers: str = '') -> list[str]:
     """Load ``state`` into the training ``model`` of ``spec``; return the layers that start
@@ -118,20 +115,13 @@ def load_init(model, state: dict, spec: NetworkSpec, source: str, new_classes: b
                and not k.endswith('num_batches_tracked')]
     unexpected = [k for k in state if k not in own and not k.startswith(AUX_PREFIX)]
     if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f'{len(missing)} missing: {_head(missing)}')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected: {_head(unexpected)}')
-        if wrong:
-            parts.append(f'{len(wrong)} of another shape: ' + _head(
-                [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in wrong]))
+        shapes = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in wrong]
         hint = ('; the label set has another class count: pass --new-classes to start the '
                 'classifier fresh' if other_count else
                 '; pass --fresh-layers PREFIX to start those layers fresh on purpose, or '
                 'fix the network options')
-        raise WeightsError(f'--init {source} does not fit the network: ' + '; '.join(parts)
-                           + hint)
+        raise WeightsError(f'--init {source} does not fit the network: ' + mismatch_text(
+            missing, unexpected, shapes, 'of another shape', limit=6) + hint)
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in fresh},
                           strict=False)
     layers = _layers(fresh, own)
