@@ -1,5 +1,8 @@
 """Shared fixtures: paths to ../shared data and the shipped default model."""
+import ast
 from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -34,6 +37,14 @@ def street_frame(height: int = 360, width: int = 480):
     img[:height * 5 // 12] = (140, 160, 200)
     img[height * 5 // 12:] = (90, 80, 90)
     return img
+
+
+def modules_loaded_by(code: str, names) -> list[str]:
+    """Which of the module ``names`` a fresh interpreter has loaded after running ``code``."""
+    probe = f'{code}\nimport sys\nprint(sorted(m for m in {tuple(names)!r} if m in sys.modules))'
+    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
+                         check=True, timeout=300)
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
 
 
 # Markers by what a test needs, so that `-m` selects (make test-unit, CI's colcon stage): a

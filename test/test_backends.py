@@ -1,9 +1,8 @@
 """Backend selection: names, clear errors for missing runtimes, the auto fallback chain."""
 import logging
-import subprocess
 import sys
 
-from conftest import DEFAULT_CARD
+from conftest import DEFAULT_CARD, modules_loaded_by
 import numpy as np
 import pytest
 import torch
@@ -35,12 +34,9 @@ def test_unknown_backend_name_lists_the_available_ones(card):
 
 
 def test_importing_the_backends_does_not_import_optional_runtimes():
-    code = ('import sys, pspnet_ros.core.backends, pspnet_ros.core.segmenter; '
-            "print(sorted(m for m in ('onnxruntime', 'ai_edge_litert', 'tflite_runtime', "
-            "'onnx', 'litert_torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == '[]'
+    assert modules_loaded_by('import pspnet_ros.core.backends, pspnet_ros.core.segmenter',
+                             ('onnxruntime', 'ai_edge_litert', 'tflite_runtime', 'onnx',
+                              'litert_torch')) == []
 
 
 def _card_for_file(tmp_path, card, fmt: str, name: str) -> ModelCard:

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import modules_loaded_by
 from pspnet_ros.core.image import DEFAULT_MAX_PIXELS
 from pspnet_ros.node.config import NodeConfig
 from pspnet_ros.node.parameters import (CAMERA_OVERRIDES, DEFAULTS, defaults, matches,
@@ -81,10 +82,5 @@ def test_read_only_set_and_camera_overrides_come_from_the_schema():
 
 
 def test_the_schema_imports_no_ros():
-    import subprocess
-    import sys
-    code = ('import sys, pspnet_ros.node.parameters, pspnet_ros.node.config; '
-            'print(sorted(m for m in ("rclpy", "rcl_interfaces", "torch") if m in sys.modules))')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == '[]'
+    assert modules_loaded_by('import pspnet_ros.node.parameters, pspnet_ros.node.config',
+                             ('rclpy', 'rcl_interfaces', 'torch')) == []
