@@ -66,6 +66,11 @@ class Tally(Counter):
         return super().get(key, default)
 
 
+def count_of(key: str) -> property:
+    """A read-only property: the ``key`` count of the object's ``counters``."""
+    return property(lambda self: self.counters.get(key), doc=f'The {key!r} count.')
+
+
 @dataclass
 class Frame:
     """One waiting frame: the camera's payload (a message, bytes...), its header stamp in
@@ -93,17 +98,9 @@ class CameraSlot:
         """Median seconds between this camera's recent frames (None before two frames)."""
         return statistics.median(self.intervals) if self.intervals else None
 
-    @property
-    def received(self) -> int:
-        return self.counters.get('frames.received')
-
-    @property
-    def dropped(self) -> int:
-        return self.counters.get('frames.dropped')
-
-    @property
-    def taken(self) -> int:
-        return self.counters.get('frames.taken')
+    received = count_of('frames.received')
+    dropped = count_of('frames.dropped')
+    taken = count_of('frames.taken')
 
 
 @dataclass
@@ -170,13 +167,8 @@ class CameraSet:
     def names(self) -> tuple[str, ...]:
         return tuple(self.slots)
 
-    @property
-    def sync_complete(self) -> int:
-        return self.counters.get('sync.complete')
-
-    @property
-    def sync_incomplete(self) -> int:
-        return self.counters.get('sync.incomplete')
+    sync_complete = count_of('sync.complete')
+    sync_incomplete = count_of('sync.incomplete')
 
     # -- producer side (subscription callbacks) ---------------------------------------------
     def put(self, camera: str, payload: Any, stamp: float = 0.0,
