@@ -316,7 +316,7 @@ class FramePath:
             t2 = time.perf_counter()
             publish(cam, msg.header, rgb, want, res, seg, cfg)
             ground = self.ground
-            if want['ground'] and ground is not None:
+            if ground is not None:      # projects only if a ground output has subscribers
                 ground.on_frame(cam.name, msg.header, res.labels)
             t3 = time.perf_counter()
             self._settle(pending, cam, 'frames.processed')
