@@ -22,6 +22,16 @@ def bn(prefix, c):
         (f'{prefix}.num_batches_tracked', ())]
 
 
+def deep_stem(prefix, widths):
+    """Three conv3x3 + bn pairs (Sequential indices 0/1, 3/4, 6/7) from RGB through widths."""
+    out, inplanes = [], 3
+    for i, planes in enumerate(widths):
+        out += [(f'{prefix}.{3 * i}.weight', (planes, inplanes, 3, 3))]
+        out += bn(f'{prefix}.{3 * i + 1}', planes)
+        inplanes = planes
+    return out
+
+
 def resnet(stem_keys, depth, inplanes, layer_prefix):
     blocks = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}[depth]
     out = list(stem_keys)
@@ -39,10 +49,7 @@ def resnet(stem_keys, depth, inplanes, layer_prefix):
 
 
 def semseg(depth, classes):
-    stem = [('layer0.0.weight', (64, 3, 3, 3))] + bn('layer0.1', 64)
-    stem += [('layer0.3.weight', (64, 64, 3, 3))] + bn('layer0.4', 64)
-    stem += [('layer0.6.weight', (128, 64, 3, 3))] + bn('layer0.7', 128)
-    out = resnet(stem, depth, 128, '')
+    out = resnet(deep_stem('layer0', (64, 64, 128)), depth, 128, '')
     for i in range(4):
         out += [(f'ppm.features.{i}.1.weight', (512, 2048, 1, 1))] + bn(f'ppm.features.{i}.2', 512)
     out += [('cls.0.weight', (512, 4096, 3, 3))] + bn('cls.1', 512)
@@ -53,10 +60,7 @@ def semseg(depth, classes):
 
 
 def mmseg(depth, classes):
-    stem = [('backbone.stem.0.weight', (32, 3, 3, 3))] + bn('backbone.stem.1', 32)
-    stem += [('backbone.stem.3.weight', (32, 32, 3, 3))] + bn('backbone.stem.4', 32)
-    stem += [('backbone.stem.6.weight', (64, 32, 3, 3))] + bn('backbone.stem.7', 64)
-    out = resnet(stem, depth, 64, 'backbone.')
+    out = resnet(deep_stem('backbone.stem', (32, 32, 64)), depth, 64, 'backbone.')
     for i in range(4):
         p = f'decode_head.psp_modules.{i}.1'
         out += [(f'{p}.conv.weight', (512, 2048, 1, 1))] + bn(f'{p}.bn', 512)
