@@ -16,38 +16,55 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pspnet_ros.core.data import find_pairs  # noqa: E402
-from pspnet_ros.core.image import read_label  # noqa: E402
+from pspnet_ros.core.image import read_image, read_label  # noqa: E402
 from pspnet_ros.core.labels import CAMVID  # noqa: E402
-from pspnet_ros.evaluation.bagio import BagWriter, make_header  # noqa: E402
+from pspnet_ros.core.rosimage import rgb_to_image_fields  # noqa: E402
+from pspnet_ros.evaluation.bagio import BagWriter, image_msg, make_header  # noqa: E402
 from pspnet_ros.evaluation.evaluator import BagEvaluator, EvalConfig  # noqa: E402
 
-
-def build_bag(path: Path, storage: str, camvid: Path, frames: int) -> int:
-    """Ground truth as labels and a shifted copy as 'predictions' (realistic errors)."""
-    import numpy as np
-    pairs = find_pairs(camvid / 'val', camvid / 'valannot')
-    with BagWriter(path, storage) as bag:
-        for i in range(frames):
-            gt = read_label(pairs[i % len(pairs)][1])
-            pred = np.minimum(np.roll(gt, 4, axis=1), 10).astype(np.uint8)
-            stamp = 1_700_000_000_000_000_000 + i * 33_333_333
-            header = make_header(bag.ts, stamp, 'camera')
-            bag.write_labels('/pspnet/mask', header, pred, stamp)
-            bag.write_labels('/camera/labels', header, gt, stamp)
-    return frames
+IMAGE, LABELS, PRED = '/camera/image_raw', '/camera/labels', '/pspnet/mask'
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+def camvid_pairs(ap: argparse.ArgumentParser) -> tuple[argparse.Namespace, list | None]:
+    """Parse ``ap`` plus ``--camvid``; the args and CamVid's val (image, label) pairs, or None
+    (said on stderr) when the folder has no val/."""
     ap.add_argument('--camvid', default=str(ROOT.parent / 'shared' / 'data' / 'camvid'))
-    ap.add_argument('--frames', type=int, default=202, help='frames per bag (default 202)')
-    ap.add_argument('--repeats', type=int, default=3)
-    ap.add_argument('--storages', nargs='+', default=['sqlite3', 'mcap'])
-    ap.add_argument('--json', default='bench_eval.json', help='output JSON file')
     args = ap.parse_args()
     camvid = Path(args.camvid)
     if not (camvid / 'val').is_dir():
         print(f'CamVid not found at {camvid}; pass --camvid', file=sys.stderr)
+        return args, None
+    return args, find_pairs(camvid / 'val', camvid / 'valannot')
+
+
+def build_bag(path: Path, pairs: list, frames: int, storage: str = 'sqlite3', first: int = 0,
+              period_ns: int = 33_333_333, images: bool = False) -> None:
+    """CamVid labels and a shifted copy of them as recorded predictions (realistic errors),
+    ``frames`` of them from pair ``first`` on, stamped ``period_ns`` apart; with ``images``,
+    the frames too (rgb8), for evaluation with a model."""
+    import numpy as np
+    with BagWriter(path, storage) as bag:
+        for i in range(frames):
+            ip, lp = pairs[(first + i) % len(pairs)]
+            gt = read_label(lp)
+            stamp = 1_700_000_000_000_000_000 + i * period_ns
+            header = make_header(bag.ts, stamp, 'camera')
+            if images:
+                bag.write(IMAGE, image_msg(bag.ts, header,
+                                           rgb_to_image_fields(read_image(ip))), stamp)
+            bag.write_labels(LABELS, header, gt, stamp)
+            pred = np.minimum(np.roll(gt, 4, axis=1), 10).astype(np.uint8)
+            bag.write_labels(PRED, header, pred, stamp)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument('--frames', type=int, default=202, help='frames per bag (default 202)')
+    ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--storages', nargs='+', default=['sqlite3', 'mcap'])
+    ap.add_argument('--json', default='bench_eval.json', help='output JSON file')
+    args, pairs = camvid_pairs(ap)
+    if pairs is None:
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,12 +72,12 @@ def main() -> int:
             for tol in (0.0, 0.01):
                 bag = Path(tmp) / f'bag_{storage}'
                 if not bag.exists():
-                    build_bag(bag, storage, camvid, args.frames)
+                    build_bag(bag, pairs, args.frames, storage)
                 best = None
                 for r in range(args.repeats):
-                    cfg = EvalConfig(bags=[str(bag)], pred_topic='/pspnet/mask',
-                                     label_topic='/camera/labels', stamp_tolerance=tol,
-                                     out=str(Path(tmp) / f'out{r}'), progress=False)
+                    cfg = EvalConfig(bags=[str(bag)], pred_topic=PRED, label_topic=LABELS,
+                                     stamp_tolerance=tol, out=str(Path(tmp) / f'out{r}'),
+                                     progress=False)
                     ev = BagEvaluator(cfg, class_names=CAMVID.classes, ignore_index=11)
                     t0 = time.perf_counter()
                     report = ev.run()

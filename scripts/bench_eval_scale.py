@@ -18,31 +18,9 @@ from pspnet_ros.core.threads import configure_threads  # noqa: E402
 
 configure_threads()     # passive OpenMP waiting, as the CLI does, before torch/numpy load
 
-import numpy as np  # noqa: E402
-
-from pspnet_ros.core.data import find_pairs  # noqa: E402
-from pspnet_ros.core.image import read_image, read_label  # noqa: E402
-from pspnet_ros.core.rosimage import rgb_to_image_fields  # noqa: E402
-from pspnet_ros.evaluation.bagio import BagWriter, image_msg, make_header  # noqa: E402
+from bench_eval import build_bag, camvid_pairs, IMAGE, LABELS, PRED  # noqa: E402
 from pspnet_ros.evaluation.evaluator import EvalConfig  # noqa: E402
 from pspnet_ros.evaluation.shards import make_evaluator  # noqa: E402
-
-IMAGE, LABELS, PRED = '/camera/image_raw', '/camera/labels', '/pspnet/mask'
-
-
-def build_bag(path: Path, pairs: list, first: int, frames: int) -> None:
-    """CamVid frames (rgb8), their labels, and a shifted copy of the labels as recorded
-    predictions (for the model-free mode), 10 Hz header stamps."""
-    with BagWriter(path, 'sqlite3') as bag:
-        for i in range(frames):
-            ip, lp = pairs[(first + i) % len(pairs)]
-            gt = read_label(lp)
-            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
-            header = make_header(bag.ts, stamp, 'camera')
-            bag.write(IMAGE, image_msg(bag.ts, header, rgb_to_image_fields(read_image(ip))),
-                      stamp)
-            bag.write_labels(LABELS, header, gt, stamp)
-            bag.write_labels(PRED, header, np.minimum(np.roll(gt, 4, axis=1), 10), stamp)
 
 
 def config(bags: list[Path], out: Path, mode: str) -> EvalConfig:
@@ -76,26 +54,23 @@ def on_ray(bags, out, mode, workers, model) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument('--camvid', default=str(ROOT.parent / 'shared' / 'data' / 'camvid'))
     ap.add_argument('--bags', type=int, default=8)
     ap.add_argument('--frames', type=int, default=50, help='frames per bag (default 50)')
     ap.add_argument('--workers', type=int, nargs='+', default=[1, 2])
     ap.add_argument('--modes', nargs='+', choices=('pred', 'model'), default=['pred', 'model'])
     ap.add_argument('--model', default='', help='model card (default: the shipped one)')
     ap.add_argument('--json', default='bench_eval_scale.json', help='output JSON file')
-    args = ap.parse_args()
-    camvid = Path(args.camvid)
-    if not (camvid / 'val').is_dir():
-        print(f'CamVid not found at {camvid}; pass --camvid', file=sys.stderr)
+    args, pairs = camvid_pairs(ap)
+    if pairs is None:
         return 2
     import ray
     cpus = len(os.sched_getaffinity(0))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = find_pairs(camvid / 'val', camvid / 'valannot')
         bags = [Path(tmp) / f'drive{i}' for i in range(args.bags)]
         for i, b in enumerate(bags):
-            build_bag(b, pairs, i * args.frames, args.frames)
+            build_bag(b, pairs, args.frames, first=i * args.frames,
+                      period_ns=100_000_000, images=True)
         t0 = time.perf_counter()
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level='warning',
                  _node_ip_address='127.0.0.1')
