@@ -30,7 +30,7 @@ REAR_POSE = f'rear:0,0,1,0,0,{math.pi}'
 
 def params(**over):
     p = {k: v for k, (v, _) in GROUND_PARAMETERS.items()}
-    p.update({'ground.enabled': True, 'ground.camera_poses': [FRONT_POSE, REAR_POSE]})
+    p.update({'ground_enabled': True, 'ground_camera_poses': [FRONT_POSE, REAR_POSE]})
     p.update(over)
     return p
 
@@ -168,7 +168,7 @@ def test_two_cameras_publish_one_fused_grid_and_cloud(rclpy_context):
 
 def test_the_fused_grid_leaves_out_a_camera_outside_the_sync_tolerance(rclpy_context):
     from nav_msgs.msg import OccupancyGrid
-    rig = Rig('ground_sync', **{'ground.sync_tolerance': 0.05})
+    rig = Rig('ground_sync', **{'ground_sync_tolerance': 0.05})
     try:
         rig.listen('ground/drivable', OccupancyGrid)
         assert rig.spin_until(lambda: rig.grid.wanted())
@@ -186,7 +186,7 @@ def test_the_fused_grid_leaves_out_a_camera_outside_the_sync_tolerance(rclpy_con
 
 def test_bad_input_gives_a_status_and_no_grid(rclpy_context):
     from nav_msgs.msg import OccupancyGrid
-    rig = Rig('ground_bad', **{'ground.camera_poses': [FRONT_POSE, 'rear:0,0,1,0,-1.0,0']})
+    rig = Rig('ground_bad', **{'ground_camera_poses': [FRONT_POSE, 'rear:0,0,1,0,-1.0,0']})
     try:
         rig.listen('ground/drivable', OccupancyGrid)
         assert rig.spin_until(lambda: rig.grid.wanted())
@@ -211,7 +211,7 @@ def test_depth_of_another_size_or_encoding_or_stamp_gives_no_grid(rclpy_context)
     from nav_msgs.msg import OccupancyGrid
     from sensor_msgs.msg import Image
     rig = Rig('ground_depth', cameras=('front',), **{
-        'ground.camera_poses': [FRONT_POSE], 'ground.use_depth': True})
+        'ground_camera_poses': [FRONT_POSE], 'ground_use_depth': True})
     try:
         rig.listen('ground/obstacle', OccupancyGrid)
         pub = rig.peer.create_publisher(Image, 'front/depth/image', 10)
@@ -256,19 +256,19 @@ def test_depth_of_another_size_or_encoding_or_stamp_gives_no_grid(rclpy_context)
 
 def test_config_errors_name_the_parameter():
     with pytest.raises(ValueError, match="camera 'side' is not one of the cameras"):
-        ground_config(params(**{'ground.camera_poses': ['side:0,0,1,0,0,0']}), CAMVID,
+        ground_config(params(**{'ground_camera_poses': ['side:0,0,1,0,0,0']}), CAMVID,
                       ['front', 'rear'])
     with pytest.raises(ValueError, match='expected six numbers'):
-        ground_config(params(**{'ground.camera_poses': ['front:0,0,1']}), CAMVID,
+        ground_config(params(**{'ground_camera_poses': ['front:0,0,1']}), CAMVID,
                       ['front', 'rear'])
     with pytest.raises(ValueError, match="class 'grass' is not in label set 'camvid'"):
-        ground_config(params(**{'ground.groups': ['drivable:road,grass']}), CAMVID,
+        ground_config(params(**{'ground_groups': ['drivable:road,grass']}), CAMVID,
                       ['front', 'rear'])
-    with pytest.raises(ValueError, match='ground.group_costs entry'):
-        ground_config(params(**{'ground.group_costs': ['drivable:0,300']}), CAMVID,
+    with pytest.raises(ValueError, match='ground_group_costs entry'):
+        ground_config(params(**{'ground_group_costs': ['drivable:0,300']}), CAMVID,
                       ['front', 'rear'])
-    assert ground_config({'ground.enabled': False}, CAMVID, ['']) is None
-    cfg = ground_config(params(**{'ground.camera_poses': ['0.2,0,1.1,0,0.1,0']}), CAMVID, [''])
+    assert ground_config({'ground_enabled': False}, CAMVID, ['']) is None
+    cfg = ground_config(params(**{'ground_camera_poses': ['0.2,0,1.1,0,0.1,0']}), CAMVID, [''])
     assert cfg.poses == {'': (0.2, 0.0, 1.1, 0.0, 0.1, 0.0)}
     assert cfg.costs == {'drivable': (0, 100), 'obstacle': (100, 0)}
 
@@ -287,8 +287,8 @@ def test_pose_from_tf_where_tf2_ros_exists(rclpy_context):
         'tf2_ros', reason='tf2_ros is not on PyPI; the TF pose path runs in a ROS install')
     from geometry_msgs.msg import TransformStamped
     from nav_msgs.msg import OccupancyGrid
-    rig = Rig('ground_tf', cameras=('front',), **{'ground.camera_poses': [],
-                                                  'ground.pose_source': 'tf'})
+    rig = Rig('ground_tf', cameras=('front',), **{'ground_camera_poses': [],
+                                                  'ground_pose_source': 'tf'})
     try:
         assert rig.grid.cams['front'].source == 'tf'
         tf = TransformStamped()
@@ -313,7 +313,7 @@ def test_pose_from_tf_where_tf2_ros_exists(rclpy_context):
 
 def test_the_example_config_names_every_ground_parameter_and_parses():
     flat = {k: v for k, v in yaml.safe_load(EXAMPLE.read_text())['/**']['ros__parameters']
-            .items() if k.startswith('ground.')}
+            .items() if k.startswith('ground_')}
     assert set(flat) == set(GROUND_PARAMETERS)
     cfg = ground_config(flat, CAMVID, [''])
     assert cfg.poses == {'': (0.0, 0.0, 1.2, 0.0, 0.0, 0.0)}

@@ -26,9 +26,9 @@ PROFILE = f"""/**:
     cameras: [front, rear]
     publish_color_mask: false
     publish_overlay: false
-    ground.enabled: true
-    ground.camera_poses: ['front:0,0,1.2,0,0,0', 'rear:0,0,1.2,0,0,{math.pi}']
-    ground.sync_tolerance: 0.2
+    ground_enabled: true
+    ground_camera_poses: ['front:0,0,1.2,0,0,0', 'rear:0,0,1.2,0,0,{math.pi}']
+    ground_sync_tolerance: 0.2
 """
 
 

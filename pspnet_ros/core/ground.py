@@ -167,7 +167,7 @@ class Intrinsics:
         if any(self.d) and self.distortion_model not in ('plumb_bob', 'rational_polynomial'):
             raise GroundError(f'distortion model {self.distortion_model!r} is not supported '
                               '(plumb_bob or rational_polynomial); subscribe to the rectified '
-                              'image and set ground.rectified: true instead')
+                              'image and set ground_rectified: true instead')
         if any(self.d) and len(self.d) not in (4, 5, 8, 12, 14):
             raise GroundError(f'camera_info D has {len(self.d)} coefficients; '
                               f'{self.distortion_model} needs 5 (or 8)')

@@ -28,10 +28,10 @@ CameraSpec = tuple[str, str, Callable[[str], str], Callable[[str], str]]
 POINTS = 'obstacle_points'
 FLOAT32 = 7    # sensor_msgs/PointField.FLOAT32
 
-# name -> (default, description) of the ground.* parameters; the node's schema
+# name -> (default, description) of the ground_* parameters; the node's schema
 # (parameters.SCHEMA) declares them with the rest.
 GROUND_PARAMETERS = {n: (p.default, p.description) for n, p in PARAMETERS.items()
-                     if n.startswith('ground.')}
+                     if n.startswith('ground_')}
 
 
 @dataclass(frozen=True)
@@ -58,21 +58,21 @@ def _names(values) -> list[str]:
 
 
 def ground_config(p: Mapping, labels: LabelSet, cameras: Sequence[str]) -> GroundConfig | None:
-    """``GroundConfig`` from the node's parameter values (``ground.*``), or None when
+    """``GroundConfig`` from the node's parameter values (``ground_*``), or None when
     disabled. ``cameras`` are the node's camera names ('' for a single camera). Raises
     ``ValueError`` naming the parameter at fault."""
-    if not p.get('ground.enabled', False):
+    if not p.get('ground_enabled', False):
         return None
-    source = p.get('ground.pose_source', 'auto')
+    source = p.get('ground_pose_source', 'auto')
     if source not in POSE_SOURCES:
-        raise ValueError(f'ground.pose_source must be one of {", ".join(POSE_SOURCES)}, got '
+        raise ValueError(f'ground_pose_source must be one of {", ".join(POSE_SOURCES)}, got '
                          f'{source!r}')
     poses = {}
-    for entry in _names(p.get('ground.camera_poses')):
+    for entry in _names(p.get('ground_camera_poses')):
         name, _, nums = entry.rpartition(':')
         name = name.strip()
         if name not in cameras:
-            raise ValueError(f'ground.camera_poses entry {entry!r}: camera {name or "(none)"!r} '
+            raise ValueError(f'ground_camera_poses entry {entry!r}: camera {name or "(none)"!r} '
                              f'is not one of the cameras {[c or "(single)" for c in cameras]}'
                              + ('; a single-camera node takes "x,y,z,roll,pitch,yaw"'
                                 if cameras == [''] or list(cameras) == [''] else ''))
@@ -81,62 +81,62 @@ def ground_config(p: Mapping, labels: LabelSet, cameras: Sequence[str]) -> Groun
         except ValueError:
             vals = ()
         if len(vals) != 6 or not all(math.isfinite(v) for v in vals):
-            raise ValueError(f'ground.camera_poses entry {entry!r}: expected six numbers '
+            raise ValueError(f'ground_camera_poses entry {entry!r}: expected six numbers '
                              'x,y,z,roll,pitch,yaw (metres, radians)')
         poses[name] = vals
     if source == 'parameters':
         missing = [c or '(single)' for c in cameras if c not in poses]
         if missing:
-            raise ValueError(f'ground.pose_source is parameters but ground.camera_poses has no '
+            raise ValueError(f'ground_pose_source is parameters but ground_camera_poses has no '
                              f'pose for camera(s) {missing}')
-    band = (float(p.get('ground.min_obstacle_height', 0.05)),
-            float(p.get('ground.max_obstacle_height', 2.0)))
+    band = (float(p.get('ground_min_obstacle_height', 0.05)),
+            float(p.get('ground_max_obstacle_height', 2.0)))
     if band[0] > band[1]:
-        raise ValueError(f'ground.min_obstacle_height {band[0]} is above '
-                         f'ground.max_obstacle_height {band[1]}')
+        raise ValueError(f'ground_min_obstacle_height {band[0]} is above '
+                         f'ground_max_obstacle_height {band[1]}')
     groups = None
-    if _names(p.get('ground.groups')):
+    if _names(p.get('ground_groups')):
         groups = {}
-        for entry in _names(p.get('ground.groups')):
+        for entry in _names(p.get('ground_groups')):
             name, sep, classes = entry.partition(':')
             if not sep or not name.strip() or not _names(classes.split(',')):
-                raise ValueError(f'ground.groups entry {entry!r}: expected "name:class,class"')
+                raise ValueError(f'ground_groups entry {entry!r}: expected "name:class,class"')
             groups[name.strip()] = _names(classes.split(','))
     try:
-        grid = GridSpec.from_extent(float(p.get('ground.size_x', 20.0)),
-                                    float(p.get('ground.size_y', 20.0)),
-                                    float(p.get('ground.resolution', 0.1)),
-                                    float(p.get('ground.origin_x', -10.0)),
-                                    float(p.get('ground.origin_y', -10.0)))
+        grid = GridSpec.from_extent(float(p.get('ground_size_x', 20.0)),
+                                    float(p.get('ground_size_y', 20.0)),
+                                    float(p.get('ground_resolution', 0.1)),
+                                    float(p.get('ground_origin_x', -10.0)),
+                                    float(p.get('ground_origin_y', -10.0)))
         roles = ClassRoles.for_label_set(
-            labels, _names(p.get('ground.ground_classes')) or None,
-            _names(p.get('ground.obstacle_classes')) or None, groups)
+            labels, _names(p.get('ground_classes')) or None,
+            _names(p.get('ground_obstacle_classes')) or None, groups)
     except GroundError as exc:
         raise ValueError(f'ground: {exc}') from None
     if not roles.groups:
-        raise ValueError(f'ground.groups is empty and label set {labels.name!r} has no default '
+        raise ValueError(f'ground_groups is empty and label set {labels.name!r} has no default '
                          'groups: give at least one "name:class,class"')
     costs = {g: (0, 100) if g == 'drivable' else (100, 0) for g in roles.groups}
-    for entry in _names(p.get('ground.group_costs')):
+    for entry in _names(p.get('ground_group_costs')):
         name, _, nums = entry.partition(':')
         try:
             cost, other = (int(v) for v in nums.split(','))
         except ValueError:
             cost = other = -1
         if name.strip() not in roles.groups or not (0 <= cost <= 100 and 0 <= other <= 100):
-            raise ValueError(f'ground.group_costs entry {entry!r}: expected "group:cost,'
+            raise ValueError(f'ground_group_costs entry {entry!r}: expected "group:cost,'
                              f'other_cost" with a group of {sorted(roles.groups)} and costs '
                              '0..100')
         costs[name.strip()] = (cost, other)
     return GroundConfig(
-        base_frame=p.get('ground.base_frame', 'base_link'), pose_source=source, poses=poses,
-        grid=grid, roles=roles, costs=costs, max_range=float(p.get('ground.max_range', 10.0)),
-        ground_z=float(p.get('ground.ground_z', 0.0)),
-        use_depth=bool(p.get('ground.use_depth', False)),
-        depth_tolerance=float(p.get('ground.depth_tolerance', 0.0)),
+        base_frame=p.get('ground_base_frame', 'base_link'), pose_source=source, poses=poses,
+        grid=grid, roles=roles, costs=costs, max_range=float(p.get('ground_max_range', 10.0)),
+        ground_z=float(p.get('ground_plane_z', 0.0)),
+        use_depth=bool(p.get('ground_use_depth', False)),
+        depth_tolerance=float(p.get('ground_depth_tolerance', 0.0)),
         height_band=band,
-        sync_tolerance=float(p.get('ground.sync_tolerance', 0.1)),
-        rectified=bool(p.get('ground.rectified', False)))
+        sync_tolerance=float(p.get('ground_sync_tolerance', 0.1)),
+        rectified=bool(p.get('ground_rectified', False)))
 
 
 def intrinsics_from_msg(msg, rectified: bool = False) -> Intrinsics:
@@ -260,16 +260,16 @@ class GroundGrid:
             else:
                 raise ValueError(f'ground: camera {label!r} has no pose: tf2_ros is not '
                                  'installed (pip environment), so give it in '
-                                 'ground.camera_poses as "x,y,z,roll,pitch,yaw"')
+                                 'ground_camera_poses as "x,y,z,roll,pitch,yaw"')
             if source == 'tf' and not tf_ok:
-                raise ValueError('ground.pose_source is tf but tf2_ros cannot be imported: '
-                                 'install ros-<distro>-tf2-ros or use ground.camera_poses')
+                raise ValueError('ground_pose_source is tf but tf2_ros cannot be imported: '
+                                 'install ros-<distro>-tf2-ros or use ground_camera_poses')
             proj = GroundProjector(cfg.grid, cfg.roles, cfg.max_range, cfg.ground_z,
                                    cfg.height_band)
             self.cams[name] = _Cam(name, label, source, pose, proj, cfg.depth_tolerance)
             self._topic[name], self._output[name] = topic, output
             where = (f'TF ({cfg.base_frame} -> the image frame_id)' if source == 'tf' else
-                     'parameters (ground.camera_poses: '
+                     'parameters (ground_camera_poses: '
                      + ','.join(f'{v:g}' for v in cfg.poses[name]) + ')')
             self.log.info(f'ground: camera {label} pose from {where}')
         self.multi = len(self.cams) > 1
@@ -416,7 +416,7 @@ class GroundGrid:
                 f'no depth image on {self._topic[cam.name]("depth/image")} '
                 + ('stamped exactly as the frame' if not self.cfg.depth_tolerance else
                    f'within {self.cfg.depth_tolerance} s of the frame') + ': frame not '
-                'projected (ground.depth_tolerance)')
+                'projected (ground_depth_tolerance)')
         return cam.projector.project_depth(labels, *depth)
 
     def _publish(self, pubs: dict, evidence: Evidence, header) -> None:
@@ -437,7 +437,7 @@ class GroundGrid:
     # -- diagnostics -----------------------------------------------------------------------
 
     def values(self) -> dict[str, str]:
-        """Diagnostics key/values (``ground.*``)."""
+        """Diagnostics key/values (``ground_*``)."""
         vals = {f'ground.{k}': str(v) for k, v in self.counts.items()}
         for cam in self.cams.values():
             pre = f'ground.{cam.name}.' if self.multi else 'ground.'

@@ -148,7 +148,7 @@ class FramePath:
         # (TFLite interpreters, CUDA graphs' static buffers): their batches take turns.
         self._run_lock = threading.Lock()
         self._fallback_lock = threading.Lock()
-        # node/ground.GroundGrid when ground.enabled: one call per published frame
+        # node/ground.GroundGrid when ground_enabled: one call per published frame
         self.ground = None
 
     # -- the image callback ------------------------------------------------------------------

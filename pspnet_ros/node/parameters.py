@@ -113,49 +113,49 @@ SCHEMA: tuple[Param, ...] = (
           'most one per CPU)', lo=0, hi=64, fixed=True),
     # The ground-plane semantic grid (node/ground.py; docs/ROS_INTERFACE.md, "Ground-plane
     # semantic grid"), read at configure.
-    Param('ground.enabled', False, 'publish the ground-plane semantic grid (~/ground/<group>, '
+    Param('ground_enabled', False, 'publish the ground-plane semantic grid (~/ground/<group>, '
           '~/ground/obstacle_points); needs camera_info and the camera pose', fixed=True),
-    Param('ground.base_frame', 'base_link', 'frame of the grids and points (REP-105, z up); the '
-          'ground is the plane z = ground.ground_z in it', fixed=True),
-    Param('ground.pose_source', 'auto', 'camera pose: tf (base_frame -> the image frame_id, the '
-          'optical frame), parameters (ground.camera_poses), or auto: parameters for cameras '
+    Param('ground_base_frame', 'base_link', 'frame of the grids and points (REP-105, z up); the '
+          'ground is the plane z = ground_plane_z in it', fixed=True),
+    Param('ground_pose_source', 'auto', 'camera pose: tf (base_frame -> the image frame_id, the '
+          'optical frame), parameters (ground_camera_poses), or auto: parameters for cameras '
           'listed there, else tf when tf2_ros imports', fixed=True),
-    Param('ground.camera_poses', [], 'camera body pose in base_frame, x forward (URDF '
+    Param('ground_camera_poses', [], 'camera body pose in base_frame, x forward (URDF '
           'camera_link): "x,y,z,roll,pitch,yaw" (metres, radians; pitch > 0 looks down) or '
           '"camera:x,y,z,roll,pitch,yaw" per camera', fixed=True, items=str),
-    Param('ground.resolution', 0.1, 'grid cell size, metres', lo=0.001, hi=10.0, fixed=True),
-    Param('ground.size_x', 20.0, 'grid extent along x, metres', lo=0.1, hi=1000.0, fixed=True),
-    Param('ground.size_y', 20.0, 'grid extent along y, metres', lo=0.1, hi=1000.0, fixed=True),
-    Param('ground.origin_x', -10.0, 'base-frame x of the grid corner (its lowest x), metres',
+    Param('ground_resolution', 0.1, 'grid cell size, metres', lo=0.001, hi=10.0, fixed=True),
+    Param('ground_size_x', 20.0, 'grid extent along x, metres', lo=0.1, hi=1000.0, fixed=True),
+    Param('ground_size_y', 20.0, 'grid extent along y, metres', lo=0.1, hi=1000.0, fixed=True),
+    Param('ground_origin_x', -10.0, 'base-frame x of the grid corner (its lowest x), metres',
           lo=-1000.0, hi=1000.0, fixed=True),
-    Param('ground.origin_y', -10.0, 'base-frame y of the grid corner (its lowest y), metres',
+    Param('ground_origin_y', -10.0, 'base-frame y of the grid corner (its lowest y), metres',
           lo=-1000.0, hi=1000.0, fixed=True),
-    Param('ground.max_range', 10.0, 'metres from a camera beyond which nothing is marked',
+    Param('ground_max_range', 10.0, 'metres from a camera beyond which nothing is marked',
           lo=0.1, hi=1000.0, fixed=True),
-    Param('ground.ground_z', 0.0, 'height of the ground plane in base_frame, metres',
+    Param('ground_plane_z', 0.0, 'height of the ground plane in base_frame, metres',
           lo=-100.0, hi=100.0, fixed=True),
-    Param('ground.ground_classes', [], 'classes projected where seen; [] = the label set '
+    Param('ground_classes', [], 'classes projected where seen; [] = the label set '
           'default (CamVid: road, pavement)', fixed=True, items=str),
-    Param('ground.obstacle_classes', [], 'classes marked at their footprint only; [] = the '
+    Param('ground_obstacle_classes', [], 'classes marked at their footprint only; [] = the '
           'label set default', fixed=True, items=str),
-    Param('ground.groups', [], 'one OccupancyGrid per group, "name:class,class"; [] = the label '
+    Param('ground_groups', [], 'one OccupancyGrid per group, "name:class,class"; [] = the label '
           'set default (CamVid: drivable:road and obstacle:car,pedestrian,...)', fixed=True,
           items=str),
-    Param('ground.group_costs', [], '"name:cost,other_cost": cell value where the group is '
+    Param('ground_group_costs', [], '"name:cost,other_cost": cell value where the group is '
           'seen and where another class is; default 100,0 (drivable: 0,100)', fixed=True,
           items=str),
-    Param('ground.use_depth', False, 'subscribe an aligned depth image (depth/image; 16UC1 mm '
+    Param('ground_use_depth', False, 'subscribe an aligned depth image (depth/image; 16UC1 mm '
           'or 32FC1 m) and place every pixel at its 3D point', fixed=True),
-    Param('ground.depth_tolerance', 0.0, 'seconds between a frame and its depth image; 0 = the '
+    Param('ground_depth_tolerance', 0.0, 'seconds between a frame and its depth image; 0 = the '
           'exact stamp. Unmatched frames are counted, not projected', lo=0.0, hi=10.0,
           fixed=True),
-    Param('ground.min_obstacle_height', 0.05, 'with depth: obstacle points count from this '
+    Param('ground_min_obstacle_height', 0.05, 'with depth: obstacle points count from this '
           'height above the ground, metres', lo=-10.0, hi=100.0, fixed=True),
-    Param('ground.max_obstacle_height', 2.0, 'with depth: obstacle points count up to this '
+    Param('ground_max_obstacle_height', 2.0, 'with depth: obstacle points count up to this '
           'height above the ground, metres', lo=-10.0, hi=100.0, fixed=True),
-    Param('ground.sync_tolerance', 0.1, 'the fused grid takes the latest evidence of each '
+    Param('ground_sync_tolerance', 0.1, 'the fused grid takes the latest evidence of each '
           'camera stamped within this many seconds of the frame', lo=0.0, hi=10.0, fixed=True),
-    Param('ground.rectified', False, 'the image is rectified: use camera_info P and no '
+    Param('ground_rectified', False, 'the image is rectified: use camera_info P and no '
           'distortion', fixed=True),
 )
 

@@ -80,7 +80,7 @@ class SegmentNode(LifecycleNode):
                                 lambda: self.context.ok())
         self._recent: dict[str, RecentRise] = {}     # error totals per status, for the level
         self.options_note = ''
-        self.ground: GroundGrid | None = None        # the ground grid when ground.enabled
+        self.ground: GroundGrid | None = None        # the ground grid when ground_enabled
         self._start_cpus = usable_cpus()
         self.threads = configure_threads(0, spin=None)
 
@@ -222,7 +222,7 @@ class SegmentNode(LifecycleNode):
         return seg, note, choice, why
 
     def _make_ground(self) -> None:
-        """The ground-plane grid (node/ground.py) and its publishers, when ground.enabled."""
+        """The ground-plane grid (node/ground.py) and its publishers, when ground_enabled."""
         cams = self.cfg.cameras
         gcfg = ground_config(parameters.values(self), self.segmenter.labelset,
                              [c.name for c in cams])
