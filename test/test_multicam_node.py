@@ -252,8 +252,6 @@ def test_per_camera_drop_counts_match_what_each_sender_saw(rig, frames):
         times = [client.received[k].times['mask'] for k in sent[cam]
                  if 'mask' in client.received.get(k, Received()).msgs]
         assert times == sorted(times), f'{cam}: masks out of frame order'
-        if cam == 'front':      # 60 Hz is more than the model keeps up with beside two others
-            assert dropped > 0
 
 
 def test_multi_camera_yaml_sets_four_cameras_with_their_overrides():
