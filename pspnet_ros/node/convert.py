@@ -5,11 +5,13 @@ where cv_bridge exists a test checks both give identical arrays.
 """
 from __future__ import annotations
 
+import json
 import struct
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import String
 
 from ..core import occupancy_msg, rosimage
 from ..core.segmenter import Occupancy
@@ -108,3 +110,16 @@ def status_to_msg(st) -> DiagnosticStatus:
     msg.message = st.message
     msg.values = [KeyValue(key=k, value=v) for k, v in st.values.items()]
     return msg
+
+
+def label_info_msg(seg, regions: dict) -> String:
+    """The ``~/label_info`` JSON of a segmenter: label set, model, classes with their colours
+    and the occupancy regions."""
+    pal = seg.palette.tolist()
+    info = {'label_set': seg.labelset.name, 'model': seg.card.name,
+            'ignore_index': seg.labelset.ignore_index,
+            'classes': [{'id': i, 'name': n, 'color': pal[i]}
+                        for i, n in enumerate(seg.class_names)],
+            # ~/occupancy point 0 is the whole frame, point i the i-th region here.
+            'occupancy_regions': [{'name': n, 'box': list(b)} for n, b in regions.items()]}
+    return String(data=json.dumps(info))

@@ -13,7 +13,6 @@ status is assembled by pure functions (``diagnostics``) from snapshots taken her
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-import json
 import os
 import time
 
@@ -30,7 +29,7 @@ from ..core.threads import choose_spin, configure_threads, ThreadSettings, usabl
 from . import diagnostics, parameters
 from .cameras import CameraSet
 from .config import NodeConfig, plan_workers
-from .convert import status_to_msg
+from .convert import label_info_msg, status_to_msg
 from .diagnostics import ModelSnapshot, Status
 from .ground import ground_config, GroundGrid
 from .inference import Camera, FramePath, ThrottledLog
@@ -402,16 +401,7 @@ class SegmentNode(LifecycleNode):
 
     # -- metadata ----------------------------------------------------------------------------
     def _publish_label_info(self) -> None:
-        seg = self.segmenter
-        pal = seg.palette.tolist()
-        info = {'label_set': seg.labelset.name, 'model': seg.card.name,
-                'ignore_index': seg.labelset.ignore_index,
-                'classes': [{'id': i, 'name': n, 'color': pal[i]}
-                            for i, n in enumerate(seg.class_names)],
-                # ~/occupancy point 0 is the whole frame, point i the i-th region here.
-                'occupancy_regions': [{'name': n, 'box': list(b)}
-                                      for n, b in self.cfg.regions.items()]}
-        self._pubs['label_info'].publish(String(data=json.dumps(info)))
+        self._pubs['label_info'].publish(label_info_msg(self.segmenter, self.cfg.regions))
 
     def _snapshots(self, now: float) -> tuple[ModelSnapshot, list]:
         """The model's and every camera's state now, for ``diagnostics.statuses``."""
