@@ -39,12 +39,25 @@ def street_frame(height: int = 360, width: int = 480):
     return img
 
 
+def _loaded_after(code: str, which: str) -> list[str]:
+    """``sorted(<which>)`` in a fresh interpreter after running ``code`` (``which`` is an
+    expression over ``sys.modules``)."""
+    probe = f'{code}\nimport sys\nprint(sorted({which}))'
+    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
 def modules_loaded_by(code: str, names) -> list[str]:
     """Which of the module ``names`` a fresh interpreter has loaded after running ``code``."""
-    probe = f'{code}\nimport sys\nprint(sorted(m for m in {tuple(names)!r} if m in sys.modules))'
-    out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
-                         check=True, timeout=300)
-    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    return _loaded_after(code, f'm for m in {tuple(names)!r} if m in sys.modules')
+
+
+def packages_loaded_by(code: str, packages) -> list[str]:
+    """The modules of the top-level ``packages`` (rclpy, std_msgs...) that a fresh interpreter
+    has loaded after running ``code``."""
+    return _loaded_after(code, f'n for n in sys.modules if n.split(".")[0] in {tuple(packages)!r}')
 
 
 # Markers by what a test needs, so that `-m` selects (make test-unit, CI's colcon stage): a

@@ -8,7 +8,6 @@ X = 5 m; the rear camera (yaw 180 degrees) looks along -x and sees only road.
 """
 import math
 from pathlib import Path
-import time
 
 import numpy as np
 import pytest
@@ -94,12 +93,20 @@ class Rig:
                                       lambda m: self.got[topic].append(m), qos)
 
     def spin_until(self, cond, timeout=20.0) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return True
-            self.ex.spin_once(timeout_sec=0.05)
-        return cond()
+        from pspnet_ros.live import spin_until
+        return spin_until(self.ex, cond, timeout, step=0.05)
+
+    def ready(self, cameras=('front', 'rear')) -> None:
+        """Wait until something listens to a ground output, then send each camera_info."""
+        assert self.spin_until(lambda: self.grid.wanted())
+        self.send_info(list(cameras))
+
+    def front_and_rear(self, rear_nanosec: int, front_box: bool) -> None:
+        """A frame of each camera at 10 s, the rear one ``rear_nanosec`` later; both grid."""
+        assert self.grid.on_frame('front', header(10, 0, 'front_optical'),
+                                  road_labels(front_box))
+        assert self.grid.on_frame('rear', header(10, rear_nanosec, 'rear_optical'),
+                                  road_labels(False))
 
     def send_info(self, cameras) -> None:
         for c in cameras:
@@ -126,11 +133,8 @@ def test_two_cameras_publish_one_fused_grid_and_cloud(rclpy_context):
         rig.listen('ground/drivable', OccupancyGrid)
         rig.listen('ground/obstacle', OccupancyGrid)
         rig.listen('ground/obstacle_points', PointCloud2)
-        assert rig.spin_until(lambda: rig.grid.wanted())
-        rig.send_info(['front', 'rear'])
-        assert rig.grid.on_frame('front', header(10, 0, 'front_optical'), road_labels(True))
-        assert rig.grid.on_frame('rear', header(10, 20_000_000, 'rear_optical'),
-                                 road_labels(False))
+        rig.ready()
+        rig.front_and_rear(20_000_000, front_box=True)
         assert rig.spin_until(lambda: all(len(v) >= 2 for v in rig.got.values()))
         drivable = rig.got['ground/drivable'][-1]
         obstacle = rig.got['ground/obstacle'][-1]
@@ -171,11 +175,8 @@ def test_the_fused_grid_leaves_out_a_camera_outside_the_sync_tolerance(rclpy_con
     rig = Rig('ground_sync', **{'ground_sync_tolerance': 0.05})
     try:
         rig.listen('ground/drivable', OccupancyGrid)
-        assert rig.spin_until(lambda: rig.grid.wanted())
-        rig.send_info(['front', 'rear'])
-        assert rig.grid.on_frame('front', header(10, 0, 'front_optical'), road_labels(False))
-        assert rig.grid.on_frame('rear', header(10, 200_000_000, 'rear_optical'),
-                                 road_labels(False))
+        rig.ready()
+        rig.front_and_rear(200_000_000, front_box=False)
         assert rig.spin_until(lambda: len(rig.got['ground/drivable']) >= 2)
         d = np.asarray(rig.got['ground/drivable'][-1].data, np.int8).reshape(200, 200)
         assert d[100, 69] == 0            # x = -3.05, y = 0.05: the rear camera (this frame)
@@ -254,19 +255,18 @@ def test_depth_of_another_size_or_encoding_or_stamp_gives_no_grid(rclpy_context)
         rig.close()
 
 
-def test_config_errors_name_the_parameter():
-    with pytest.raises(ValueError, match="camera 'side' is not one of the cameras"):
-        ground_config(params(**{'ground_camera_poses': ['side:0,0,1,0,0,0']}), CAMVID,
-                      ['front', 'rear'])
-    with pytest.raises(ValueError, match='expected six numbers'):
-        ground_config(params(**{'ground_camera_poses': ['front:0,0,1']}), CAMVID,
-                      ['front', 'rear'])
-    with pytest.raises(ValueError, match="class 'grass' is not in label set 'camvid'"):
-        ground_config(params(**{'ground_groups': ['drivable:road,grass']}), CAMVID,
-                      ['front', 'rear'])
-    with pytest.raises(ValueError, match='ground_group_costs entry'):
-        ground_config(params(**{'ground_group_costs': ['drivable:0,300']}), CAMVID,
-                      ['front', 'rear'])
+@pytest.mark.parametrize('name, value, match', [
+    ('ground_camera_poses', ['side:0,0,1,0,0,0'], "camera 'side' is not one of the cameras"),
+    ('ground_camera_poses', ['front:0,0,1'], 'expected six numbers'),
+    ('ground_groups', ['drivable:road,grass'], "class 'grass' is not in label set 'camvid'"),
+    ('ground_group_costs', ['drivable:0,300'], 'ground_group_costs entry'),
+])
+def test_config_errors_name_the_parameter(name, value, match):
+    with pytest.raises(ValueError, match=match):
+        ground_config(params(**{name: value}), CAMVID, ['front', 'rear'])
+
+
+def test_config_off_and_one_unnamed_camera():
     assert ground_config({'ground_enabled': False}, CAMVID, ['']) is None
     cfg = ground_config(params(**{'ground_camera_poses': ['0.2,0,1.1,0,0.1,0']}), CAMVID, [''])
     assert cfg.poses == {'': (0.2, 0.0, 1.1, 0.0, 0.1, 0.0)}
@@ -299,8 +299,7 @@ def test_pose_from_tf_where_tf2_ros_exists(rclpy_context):
         tf.transform.rotation.z, tf.transform.rotation.w = -0.5, 0.5
         tf2_ros.StaticTransformBroadcaster(rig.peer).sendTransform(tf)
         rig.listen('ground/obstacle', OccupancyGrid)
-        assert rig.spin_until(lambda: rig.grid.wanted())
-        rig.send_info(['front'])
+        rig.ready(['front'])
         ok = rig.spin_until(lambda: rig.grid.on_frame(
             'front', header(10, 0, 'front_optical'), road_labels(True)), 10)
         assert ok, rig.grid.status()

@@ -7,7 +7,6 @@ sees road from about 1.2 * 420 / 180 = 2.8 m out, so the fused grid has drivable
 and behind, which neither camera alone gives.
 """
 import math
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.usefixtures('rclpy_context')]
 
 from conftest import CAMVID  # noqa: E402
+from pspnet_ros.live import spin_until as live_spin_until  # noqa: E402
 
 NODE = 'pspnet_ground'
 FRAME = '0016E5_07959.png'
@@ -88,12 +88,7 @@ def test_two_cameras_into_one_fused_grid_and_cloud_over_dds(tmp_path):
              for c in ('front', 'rear')}
 
     def spin_until(cond, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return True
-            ex.spin_once(timeout_sec=0.05)
-        return cond()
+        return live_spin_until(ex, cond, timeout, step=0.05)
     try:
         assert spin_until(lambda: all(p.get_subscription_count() for p in images.values())
                           and all(p.get_subscription_count() for p in infos.values()), 180), \

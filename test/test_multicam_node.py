@@ -12,8 +12,8 @@ pytest.importorskip('rclpy', reason='rclpy (ROS 2) is not installed')
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures('rclpy_context')]
 
 from pspnet_ros.core import read_image, rosimage, Segmenter  # noqa: E402
-from pspnet_ros.live import (diag_values, LiveClient, Received, stamp_key,  # noqa: E402
-                             start_node, stop_node)
+from pspnet_ros.live import (diag_values, LiveClient, Received, spin_until,  # noqa: E402
+                             stamp_key, start_node, stop_node)
 
 from conftest import CAMVID, DEFAULT_CARD  # noqa: E402
 
@@ -68,12 +68,7 @@ class Rig:
         self.spin(1.0)
 
     def spin_until(self, predicate, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.ex.spin_once(timeout_sec=0.02)
-        return predicate()
+        return spin_until(self.ex, predicate, timeout)
 
     def spin(self, seconds):
         self.spin_until(lambda: False, seconds)

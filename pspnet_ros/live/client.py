@@ -200,12 +200,18 @@ class LiveClient(Node):
         return rec is not None and all(o in rec.msgs for o in self.outputs)
 
     def spin_until(self, executor, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            executor.spin_once(timeout_sec=0.02)
-        return predicate()
+        return spin_until(executor, predicate, timeout)
+
+
+def spin_until(executor, predicate, timeout: float, step: float = 0.02) -> bool:
+    """Spin ``executor`` until ``predicate()`` holds (True) or ``timeout`` seconds pass (its
+    last value)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=step)
+    return predicate()
 
 
 def diag_values(arr: DiagnosticArray, node_name: str = NODE_NAME,
