@@ -49,7 +49,7 @@ def _cands(card, n=3):
     return [Candidate('torch', card, (('channels_last', i % 2 == 0), ('x', i))) for i in range(n)]
 
 
-def test_measuring_takes_medians_and_stops_at_the_budget(card):
+def test_measuring_takes_the_fastest_run_and_stops_at_the_budget(card):
     clock = _Clock()
     seconds = {0: 0.5, 1: 0.25, 2: 0.125}
 
