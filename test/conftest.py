@@ -1,10 +1,17 @@
 """Shared fixtures: paths to ../shared data and the shipped default model."""
 import ast
+import os
 from pathlib import Path
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+# Hermetic: the nodes that tests start cache their measured `backend: auto` choice (and rcl
+# writes its logs) under a folder of this test session, as on a fresh machine, never in the
+# user's ~/.cache or ROS_HOME.
+os.environ['ROS_HOME'] = tempfile.mkdtemp(prefix='pspnet_ros_test_home_')
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
