@@ -184,16 +184,9 @@ def _add_speedups(results: list[dict]) -> None:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from .core.machine import cpu_info
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return f'{cpu}, {cores} cores, {platform.system()} {platform.release()}'
+    return f'{cpu_info()["model"]}, {cores} cores, {platform.system()} {platform.release()}'
 
 
 def format_table(report: dict) -> str:

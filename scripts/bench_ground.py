@@ -22,7 +22,6 @@ import json
 import os
 from pathlib import Path
 import platform
-import subprocess
 import sys
 import time
 
@@ -34,20 +33,15 @@ sys.path.insert(0, str(ROOT))
 
 from pspnet_ros.core.ground import (CameraPose, cell_classes, ClassRoles, fuse,  # noqa: E402
                                     GridSpec, group_grid, GroundProjector, Intrinsics)
+from pspnet_ros.core import machine  # noqa: E402
 from pspnet_ros.core.labels import CAMVID  # noqa: E402
 
 
 def cpu_info() -> dict:
-    """``lscpu``'s model name and the SIMD flags that matter for numpy."""
-    try:
-        out = subprocess.run(['lscpu'], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return {'model': platform.processor(), 'flags': []}
-    fields = dict(line.split(':', 1) for line in out.splitlines() if ':' in line)
-    flags = fields.get('Flags', '').split()
-    simd = [f for f in flags if f.startswith(('avx', 'sse4', 'fma'))]
-    return {'model': fields.get('Model name', '').strip(),
-            'cpus': fields.get('CPU(s)', '').strip(), 'flags': simd}
+    """The CPU's model name, count and the SIMD flags that matter for numpy."""
+    info = machine.cpu_info()
+    return {'model': info['model'], 'cpus': str(os.cpu_count()),
+            'flags': machine.simd_flags(info['flags'])}
 
 
 def timed(fn, items, repeats: int) -> tuple[list[float], list[float]]:

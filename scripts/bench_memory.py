@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import platform
 import resource
 import subprocess
 import sys
@@ -106,22 +105,15 @@ def main(argv=None) -> int:
                       f'{r["peak_mb"]:8.0f} {r["peak_above_mb"]:8.0f} '
                       f'{r["mb_per_megapixel"]:6.1f} {r["seconds"]:6.2f}')
     if args.out:
-        cpu = ''
-        try:
-            cpu = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
-        except OSError:
-            pass
-        model = next((line.split(':', 1)[1].strip() for line in cpu.splitlines()
-                      if line.startswith('Model name')), platform.processor())
-        flags = next((line.split(':', 1)[1].split() for line in cpu.splitlines()
-                      if line.startswith('Flags')), [])
+        from pspnet_ros.core.machine import cpu_info, simd_flags
+        cpu = cpu_info()
         commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
                                 text=True, cwd=Path(__file__).parent).stdout.strip()
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({
             'label': args.label, 'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-            'commit': commit, 'cpu': model, 'cpus': os.cpu_count(),
-            'cpu_flags': sorted(f for f in flags if f.startswith(('avx', 'fma', 'sse4'))),
+            'commit': commit, 'cpu': cpu['model'], 'cpus': os.cpu_count(),
+            'cpu_flags': simd_flags(cpu['flags']),
             'rows': rows}, indent=1) + '\n')
     return 0
 

@@ -206,20 +206,10 @@ def _file_hash(path: Path) -> str:
 
 
 def _cpu() -> dict:
-    """CPU model name and feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
-    info = {'model': '', 'flags': ''}
-    try:
-        text = Path('/proc/cpuinfo').read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        key, _, value = line.partition(':')
-        key = key.strip()
-        if key == 'model name' and not info['model']:
-            info['model'] = value.strip()
-        elif key in ('flags', 'Features') and not info['flags']:
-            info['flags'] = ' '.join(sorted(value.split()))
-    return info
+    """The cache key's CPU: model name and every feature flag."""
+    from ..machine import cpu_info
+    info = cpu_info()
+    return {'model': info['model'], 'flags': ' '.join(info['flags'])}
 
 
 def _version(dist: str) -> str:
