@@ -233,13 +233,13 @@ class FramePath:
             cam.counters.inc(key)
 
     def _settle_all(self, pending: dict, key: str) -> None:
+        """Settle every pending frame as ``key``; an ``errors.*`` kind is counted under its
+        own key too, and the frame's outcome is ``frames.errors``."""
+        outcome = 'frames.errors' if key.startswith('errors.') else key
         for cam in list(pending.values()):
-            if key.startswith('errors.'):
+            if outcome != key:
                 cam.counters.inc(key)
-                key_ = 'frames.errors'
-            else:
-                key_ = key
-            self._settle(pending, cam, key_)
+            self._settle(pending, cam, outcome)
 
     # -- one batch ---------------------------------------------------------------------------
     def _process(self, batch: Batch, pending: dict) -> None:
