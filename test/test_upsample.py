@@ -83,3 +83,46 @@ def test_a_4096_square_frame_needs_no_frame_sized_float_scores():
                          check=True, timeout=300).stdout.split(maxsplit=1)
     assert out[1].strip() == '(4096, 4096) float32'
     assert int(out[0]) < 200, f'peak grew by {out[0]} MB'
+
+
+def test_labels_only_interpolate_only_the_cells_whose_corners_disagree(monkeypatch):
+    # A 3x3 grid: class 0 in the top-left 2x2 block (one cell whose corners all agree), class
+    # 1 elsewhere; only pixels of the three mixed cells may be interpolated.
+    scores = torch.zeros(1, 2, 3, 3)
+    scores[0, 0, :2, :2] = 1.0
+    scores[0, 1] = 1.0 - scores[0, 0]
+    labels, conf = labels_at(scores.contiguous(memory_format=torch.channels_last), (9, 9), False)
+    ref, _ = _reference(scores, (9, 9))
+    assert conf is None and np.array_equal(labels, ref)
+    assert (labels[:5, :5] == 0).all()                   # the agreeing cell: class 0 throughout
+    monkeypatch.setattr(upsample, 'MIXED_CHUNK', 4)      # chunked mixed pixels: same labels
+    assert np.array_equal(labels_at(scores, (9, 9), False)[0], ref)
+
+
+@pytest.mark.parametrize('backend', ['torch', 'tflite'])
+def test_labels_only_equal_the_whole_frame_interpolation_on_camvid(backend):
+    frames = sorted((CAMVID / 'val').glob('*.png'))[:8]
+    if not frames:
+        pytest.skip('CamVid val frames are not present (/work/shared/data/camvid)')
+    card = DEFAULT_CARD
+    if backend == 'tflite':
+        pytest.importorskip('ai_edge_litert')
+        card = DEFAULT_CARD.with_name('pspnet_mobilenetv2_camvid_int8.tflite.yaml')
+    seg = Segmenter(card, backend=backend)
+    mixed = []
+    for path in frames:
+        rgb = cv2.imread(str(path))[:, :, ::-1]
+        x, valid = seg.preprocess(rgb)
+        out = np.asarray(seg.backend.run(x)[0], np.float32)
+        scores = torch.from_numpy(out[None])
+        if seg.card.output_layout == 'NHWC':
+            scores = scores.permute(0, 3, 1, 2)
+        scores = scores.contiguous(memory_format=torch.channels_last)
+        for shape in (rgb.shape[:2], (720, 960)):
+            labels, _ = labels_at(scores, shape, False)
+            assert np.array_equal(labels, _reference(scores, shape)[0])
+        best = scores[0].argmax(0)
+        agree = ((best[:-1, :-1] == best[1:, :-1]) & (best[:-1, :-1] == best[:-1, 1:])
+                 & (best[:-1, :-1] == best[1:, 1:]))
+        mixed.append(1 - agree.float().mean().item())
+    assert max(mixed) < upsample.MIXED_CELLS_MAX      # the shorter way was the one taken
