@@ -75,3 +75,30 @@ def test_mirror_merge_is_the_log_of_the_mean_distribution():
     pa = torch.from_numpy(a).softmax(0).numpy()
     pb = torch.from_numpy(b[:, :, ::-1].copy()).softmax(0).numpy()
     np.testing.assert_allclose(got, (pa + pb) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize('mode', ['stretch', 'letterbox'])
+def test_a_quantised_input_is_looked_up_with_the_values_of_normalise_and_quantise(mode):
+    pytest.importorskip('ai_edge_litert')
+    from pspnet_ros.core.backends.tflite_backend import quantize
+    card = ModelCard.load(DEFAULT_CARD.with_name('pspnet_mobilenetv2_camvid_int8.tflite.yaml'))
+    seg = Segmenter(card, backend='tflite', resize_mode=mode)
+    scale, zero_point = seg.backend._in['quantization']
+    table = seg.backend.input_table(card.mean, card.std)
+    assert table.shape == (256, 3) and table.dtype == np.int8
+    # mean 127.5, std 127.5, scale 1/128: pixel 0 -> -1.0 -> clipped to -128, 255 -> +1.0
+    assert table[0].tolist() == [-128] * 3
+    assert table[255].tolist() == [int(np.round(1 / scale)) + zero_point] * 3
+    for img in (_frame(), np.full((50, 400, 3), 255, np.uint8), np.zeros((300, 20, 3), np.uint8)):
+        looked_up, valid = seg.preprocess(img)
+        floats, want_valid = prepare(img, seg.input_size, card.mean, card.std, mode,
+                                     card.input_layout, 'float32')
+        assert valid == want_valid
+        assert looked_up.dtype == np.int8 and looked_up.shape == floats.shape
+        assert np.array_equal(looked_up, quantize(floats, scale, zero_point, np.int8))
+
+
+def test_float_inputs_have_no_table():
+    seg = Segmenter(DEFAULT_CARD, backend='torch')
+    assert seg.backend.input_table(seg.card.mean, seg.card.std) is None
+    assert seg.preprocess(_frame())[0].dtype == np.float32

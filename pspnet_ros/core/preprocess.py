@@ -61,6 +61,18 @@ def prepare(image: np.ndarray, input_size: Sequence[int], mean: Sequence[float],
     return to_layout(x, layout), valid
 
 
+def prepare_by_table(image: np.ndarray, input_size: Sequence[int], table: np.ndarray,
+                     resize_mode: str = 'stretch', layout: str = 'NCHW',
+                     pad_value: Sequence[float] = (0, 0, 0)) -> tuple[np.ndarray, Valid]:
+    """``prepare`` for a model whose input is a function of each 8-bit pixel value (a
+    quantised input): resize, then look every value up in ``table`` ``(256, 3)``, the model's
+    input for each pixel value of each channel (``Backend.input_table``). The values are
+    those of normalising and quantising every pixel; one lookup costs a tenth of that."""
+    resized, valid = resize_to_input(image, input_size, resize_mode, pad_value)
+    x = cv2.LUT(resized, np.ascontiguousarray(table.reshape(1, 256, -1)))
+    return to_layout(x, layout), valid
+
+
 def card_input(image: np.ndarray, card, input_size: Sequence[int] | None = None,
                resize_mode: str | None = None, layout: str | None = None,
                dtype: str | None = None) -> tuple[np.ndarray, Valid]:

@@ -13,7 +13,7 @@ from .backends import Backend, create_backend
 from .card import check_input_size, ModelCard
 from .image import DEFAULT_MAX_PIXELS, ensure_rgb8
 from .labels import LabelSet, get_label_set
-from .preprocess import mirror_merge_scores, prepare
+from .preprocess import mirror_merge_scores, prepare, prepare_by_table
 from .upsample import labels_at
 
 # A region is (x0, y0, x1, y1) as fractions of the image width/height.
@@ -118,6 +118,9 @@ class Segmenter:
             raise ValueError(f'test_time_flip needs class scores, but model {self.card.name} '
                              f'outputs {self.card.output_kind}')
         self.test_time_flip = bool(test_time_flip)
+        # A quantised 8-bit input: a resize and a table lookup give the batch as it runs.
+        self._table = (self.backend.input_table(self.card.mean, self.card.std)
+                       if self.card.input_dtype != 'uint8' else None)
         self._mean = np.asarray(self.card.mean, np.float32)
         self._inv_std = 1.0 / np.asarray(self.card.std, np.float32)
         self.palette = self.labelset.palette_array()
@@ -133,11 +136,15 @@ class Segmenter:
     # -- stages -----------------------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """Resize and normalise one RGB image to the backend's input layout
-        (``core.preprocess``, which training and int8 calibration use too).
+        (``core.preprocess``, which training and int8 calibration use too); for a quantised
+        input, in the backend's integer values straight away (``prepare_by_table``).
 
         Returns the ``(1, ...)`` batch and the valid ``(top, left, height, width)`` area of the
         network input (the whole input for ``stretch``).
         """
+        if self._table is not None:
+            return prepare_by_table(image, self.input_size, self._table, self.resize_mode,
+                                    self.card.input_layout, pad_value=self.card.mean)
         return prepare(image, self.input_size, self.card.mean, self.card.std, self.resize_mode,
                        self.card.input_layout, self.card.input_dtype)
 

@@ -144,10 +144,16 @@ def choose(measured: Sequence[Measurement], reference: float | None,
     return min(eligible, key=lambda m: m.seconds) if eligible else None
 
 
-def _frame_for(card: ModelCard, input_size: tuple[int, int]) -> np.ndarray:
-    """A fixed random frame, preprocessed for ``card`` at ``input_size`` (a batch of one)."""
-    from ..preprocess import prepare
+def _frame_for(card: ModelCard, input_size: tuple[int, int], backend) -> np.ndarray:
+    """A fixed random frame, preprocessed for ``card`` at ``input_size`` (a batch of one) as
+    the ``Segmenter`` gives it to ``backend`` (a quantised input comes quantised)."""
+    from ..preprocess import prepare, prepare_by_table
     rgb = np.random.default_rng(0).integers(0, 256, (*input_size, 3), np.uint8)
+    table_of = getattr(backend, 'input_table', None)      # tests time plain fakes
+    table = table_of(card.mean, card.std) if table_of and card.input_dtype != 'uint8' else None
+    if table is not None:
+        return prepare_by_table(rgb, input_size, table, card.resize_mode, card.input_layout,
+                                card.mean)[0]
     batch, _ = prepare(rgb, input_size, card.mean, card.std, card.resize_mode,
                        card.input_layout, card.input_dtype)
     return batch
@@ -176,7 +182,7 @@ def measure(cands: Sequence[Candidate], input_size: tuple[int, int], budget_s: f
             continue
         try:
             backend = build(cand.backend, cand.card, device, **dict(cand.options))
-            batch = _frame_for(cand.card, input_size)
+            batch = _frame_for(cand.card, input_size, backend)
             backend.run(batch)
             times = []
             for _ in range(runs):

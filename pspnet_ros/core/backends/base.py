@@ -75,6 +75,12 @@ class Backend(abc.ABC):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run inference on a preprocessed batch."""
 
+    def input_table(self, mean, std) -> np.ndarray | None:
+        """The model's input value for each 8-bit pixel value of each channel, ``(256, 3)``,
+        when its input is a quantised 8-bit tensor: preprocessing is then a resize and a table
+        lookup (``core.preprocess.prepare_by_table``). None for float inputs."""
+        return None
+
     def describe(self) -> str:
         extra = ', '.join(f'{k}={v}' for k, v in self.details.items())
         return f'{self.name} on {self.device}' + (f' ({extra})' if extra else '')

@@ -7,6 +7,7 @@ import platform
 import numpy as np
 
 from ..card import ModelCard
+from ..preprocess import normalise
 from ..threads import thread_count
 from .base import Backend, BackendError, BackendUnavailable, require_format
 
@@ -97,6 +98,14 @@ class TFLiteBackend(Backend):
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
         self.input_shape = tuple(int(v) for v in self._in['shape'])
+
+    def input_table(self, mean, std) -> np.ndarray | None:
+        dtype = np.dtype(self._in['dtype'])
+        scale, zero_point = self._in['quantization']
+        if dtype.itemsize != 1 or dtype.kind not in 'iu' or not scale:
+            return None
+        pixels = np.repeat(np.arange(256, dtype=np.uint8)[:, None], len(mean), axis=1)
+        return quantize(normalise(pixels, mean, std), scale, zero_point, dtype)
 
     def _prepare(self, batch: np.ndarray) -> np.ndarray:
         dtype = np.dtype(self._in['dtype'])
