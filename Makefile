@@ -70,7 +70,7 @@ $(ROS_VENV)/.installed: requirements.txt requirements-dev.txt requirements-ros.t
 
 # ROS_MARKERS narrows the colcon run to a pytest -m expression, ROS_TESTS to a -k expression
 # (empty: the whole suite); CI passes the markers of the tests that need the colcon install
-# (ROS_MARKERS='ros or launch_test or linter'), since its `make test` has just run the rest.
+# (ROS_MARKERS='ros_install or launch_test or linter'), since its `make test` has just run the rest.
 ROS_MARKERS ?=
 ROS_TESTS ?=
 test-ros: $(ROS_VENV)/.installed

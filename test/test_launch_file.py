@@ -16,7 +16,7 @@ pytest.importorskip('launch', reason='launch is not pip-installable; runs in a R
 pytest.importorskip('launch_ros', reason='launch_ros is not pip-installable; runs in a ROS 2 '
                     'install (make test-ros)')
 
-pytestmark = [pytest.mark.ros]
+pytestmark = [pytest.mark.ros, pytest.mark.ros_install]
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / 'launch' / 'segment.launch.py'

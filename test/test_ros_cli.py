@@ -17,7 +17,7 @@ import yaml
 
 from ros_fixtures import DOMAIN
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.ros_install]
 
 NODE = '/pspnet_segmentation'
 IMAGE_TOPIC = '/cli_test/image_raw'

@@ -22,6 +22,8 @@ import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 
+pytestmark = [pytest.mark.ros_install]
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 # A real profile (a later rclpy in this process may read it), by another path than the node's.
