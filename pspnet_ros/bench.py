@@ -82,6 +82,7 @@ def bench_one(segmenter, encoded: list[bytes], warmup: int, repeats: int) -> dic
         segmenter(cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
                                cv2.COLOR_BGR2RGB))
     samples = {s: [] for s in STAGES}
+    around = []         # conversion, preprocessing and postprocessing: the work around inference
     start = time.perf_counter()
     n = 0
     for _ in range(repeats):
@@ -97,12 +98,15 @@ def bench_one(segmenter, encoded: list[bytes], warmup: int, repeats: int) -> dic
             samples['inference'].append(t['inference'])
             samples['postprocess'].append(t['postprocess'])
             samples['total'].append(time.perf_counter() - t0)
+            around.append(t['convert'] + t['preprocess'] + t['postprocess'])
             n += 1
     wall = time.perf_counter() - start
     out = {s: {'median_ms': 1e3 * float(np.median(v)), 'p90_ms': 1e3 * float(np.percentile(v, 90))}
            for s, v in samples.items()}
     out['frames'] = n
     out['throughput_fps'] = n / wall
+    out['around_inference_ms'] = 1e3 * float(np.median(around))
+    out['around_vs_inference'] = float(np.median(around)) / float(np.median(samples['inference']))
     return out
 
 
@@ -162,6 +166,9 @@ def run_bench(specs: list[str], model: str, sizes: list[tuple[int, int]] | None,
                 continue
             row['describe'] = seg.backend.describe()
             row.update(bench_one(seg, encoded, warmup, repeats))
+            # Per input pixel: compares networks run at different sizes (issue 36's measure).
+            row['inference_ns_per_pixel'] = (1e6 * row['inference']['median_ms']
+                                             / (size[0] * size[1]))
             results.append(row)
             print(f'  {label} {size[0]}x{size[1]}: {row["throughput_fps"]:.2f} fps',
                   file=sys.stderr)
@@ -192,18 +199,23 @@ def machine() -> str:
 def format_table(report: dict) -> str:
     """Markdown table: one row per backend and size, median/p90 per stage in ms."""
     head = ['backend', 'input', 'decode', 'preprocess', 'inference', 'postprocess', 'total',
-            'fps', 'vs torch']
+            'fps', 'vs torch', 'around / inference', 'inference ns/px']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in report['results']:
         size = f'{r["input_size"][0]}x{r["input_size"][1]}'
         if 'skipped' in r:
-            lines.append(f'| {r["backend"]} | {size} | skipped: {r["skipped"]} |' + ' |' * 6)
+            lines.append(f'| {r["backend"]} | {size} | skipped: {r["skipped"]} |' + ' |' * 8)
             continue
         cells = [f'{r[s]["median_ms"]:.1f} / {r[s]["p90_ms"]:.1f}' for s in STAGES]
         speed = f'{r["speedup_vs_torch"]:.2f}x' if 'speedup_vs_torch' in r else ''
         lines.append(f'| {r["backend"]} | {size} | ' + ' | '.join(cells)
-                     + f' | {r["throughput_fps"]:.2f} | {speed} |')
-    return '\n'.join(lines + auto_lines(report)) + '\n\nStage cells: median / p90 in ms.'
+                     + f' | {r["throughput_fps"]:.2f} | {speed}'
+                     + f' | {100 * r["around_vs_inference"]:.0f} %'
+                     + f' | {r["inference_ns_per_pixel"]:.0f} |')
+    return '\n'.join(lines + auto_lines(report)) + (
+        '\n\nStage cells: median / p90 in ms. around / inference: the median of conversion, '
+        'preprocessing and postprocessing (argmax, occupancy) against the median inference. '
+        'inference ns/px: median inference per input pixel.')
 
 
 def auto_lines(report: dict) -> list[str]:
