@@ -173,3 +173,15 @@ def test_test_time_flip_needs_class_scores():
     with pytest.raises(ValueError, match='test_time_flip needs class scores, but model '
                                          'pspnet_mobilenetv2_camvid outputs labels'):
         Segmenter(card, test_time_flip=True)
+
+
+def test_colorize_paints_each_id_its_palette_colour_and_unknown_ids_black():
+    from pspnet_ros.core.segmenter import colorize
+    palette = np.array([[10, 20, 30], [40, 50, 60], [70, 80, 90]], np.uint8)
+    ids = np.array([[0, 1, 2, 3], [255, 2, 1, 0]])
+    want = np.array([[[10, 20, 30], [40, 50, 60], [70, 80, 90], [0, 0, 0]],
+                     [[0, 0, 0], [70, 80, 90], [40, 50, 60], [10, 20, 30]]], np.uint8)
+    for dtype in (np.uint8, np.uint16):
+        got = colorize(ids.astype(dtype), palette)
+        assert got.dtype == np.uint8 and np.array_equal(got, want), dtype
+    assert np.array_equal(colorize(ids.astype(np.uint8)[:, ::2], palette), want[:, ::2])
