@@ -319,3 +319,20 @@ def test_batches_paste_only_when_asked_and_keep_runs_without_it_unchanged():
     pasted = batches(1.0, [2])
     counts = [int((y[i] == 2).any(0).sum()) for _, y, _ in pasted for i in range(2)]
     assert all(c >= 1 for c in counts) and sum(counts) > 4      # poles from other frames
+
+
+def test_sizes_off_the_output_stride_grid_are_named_with_the_nearest_ones_on_it(caplog):
+    from pspnet_ros.core.network import off_grid
+    assert off_grid((281, 377), 8) is None and off_grid((369, 465), 16) is None
+    assert off_grid((384, 480), 16) == (
+        '384x480 is off the output-stride-16 grid (sides 16k+1 keep the features on the input '
+        'corners; nearest 384: 369 or 385, 480: 465 or 481); accuracy suffers')
+    assert off_grid((281, 380), 8).startswith('281x380 is off the output-stride-8 grid')
+    assert 'nearest 380: 377 or 385)' in off_grid((281, 380), 8)
+    with caplog.at_level('WARNING', logger='pspnet_ros.segmenter'):
+        Segmenter(DEFAULT_CARD, input_size=(281, 377))
+        assert not caplog.records
+        Segmenter(DEFAULT_CARD, input_size=(280, 377))
+    assert caplog.records[0].getMessage() == (
+        'model pspnet_mobilenetv2_camvid: input 280x377 is off the output-stride-8 grid (sides '
+        '8k+1 keep the features on the input corners; nearest 280: 273 or 281); accuracy suffers')

@@ -23,7 +23,9 @@ TRAIN_HELP = {
     'output_stride': 'backbone output stride: 8, or 16 (MobileNetV2; about half the compute)',
     'decoder_channels': 'width of the skip decoder (MobileNetV2; 0 = none)',
     'decoder_stride': 'stride of the features the skip decoder reads: 8, or 4 (thin objects)',
-    'input_size': 'network input height width written to the card (48k-7 suits Edge TPU)',
+    'input_size': ('network input height width written to the card: sides of output_stride*k+1 '
+                   'keep the features on the input corners (a warning names the nearest); '
+                   '48k-7 at stride 8 and 96k-15 at stride 16 also suit the Edge TPU'),
     'crop_size': 'training crop height width',
     'scale_range': 'random rescale range before cropping',
     'epochs': 'passes over the training set',

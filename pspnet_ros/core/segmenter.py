@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import logging
 import os
 import time
 from typing import Iterable, Mapping, Sequence
@@ -13,8 +14,11 @@ from .backends import Backend, create_backend
 from .card import check_input_size, ModelCard
 from .image import DEFAULT_MAX_PIXELS, ensure_rgb8
 from .labels import LabelSet, get_label_set
+from .network import off_grid
 from .preprocess import mirror_merge_scores, prepare, prepare_by_table
 from .upsample import labels_at
+
+LOG = logging.getLogger('pspnet_ros.segmenter')
 
 # A region is (x0, y0, x1, y1) as fractions of the image width/height.
 Region = tuple[float, float, float, float]
@@ -123,6 +127,12 @@ class Segmenter:
             raise ValueError(f'test_time_flip needs class scores, but model {self.card.name} '
                              f'outputs {self.card.output_kind}')
         self.test_time_flip = bool(test_time_flip)
+        # Logits are resized with aligned corners: a size off the output-stride grid shifts
+        # the prediction (a card of our own networks; third-party ones keep their own sizes).
+        note = (off_grid(self.input_size, self.card.output_stride)
+                if self.card.output_kind == 'logits' else None)
+        if note:
+            LOG.warning('model %s: input %s', self.card.name, note)
         # A quantised 8-bit input: a resize and a table lookup give the batch as it runs.
         self._table = (self.backend.input_table(self.card.mean, self.card.std)
                        if self.card.input_dtype != 'uint8' else None)

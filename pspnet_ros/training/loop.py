@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..core.card import ModelCard
 from ..core.data import find_pairs
 from ..core.labels import get_label_set, LABEL_SETS
-from ..core.network import build_network, NetworkSpec
+from ..core.network import build_network, NetworkSpec, off_grid
 from ..core.segmenter import Segmenter
 from ..core.weights import save_safetensors
 from .config import TrainConfig
@@ -60,6 +60,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     """
     from tqdm import tqdm
     cfg.validate()
+    for name in ('input_size', 'crop_size'):
+        note = off_grid(getattr(cfg, name), cfg.output_stride)
+        if note:
+            print(f'warning: {name} {note}', flush=True)
     cfg, _init = with_init_network(cfg)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
