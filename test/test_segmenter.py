@@ -185,3 +185,12 @@ def test_colorize_paints_each_id_its_palette_colour_and_unknown_ids_black():
         got = colorize(ids.astype(dtype), palette)
         assert got.dtype == np.uint8 and np.array_equal(got, want), dtype
     assert np.array_equal(colorize(ids.astype(np.uint8)[:, ::2], palette), want[:, ::2])
+
+
+def test_class_counts_are_exact_and_ignore_ids_beyond_the_classes():
+    from pspnet_ros.core.segmenter import count_classes
+    labels = np.array([[0, 0, 1, 7], [2, 2, 2, 255]], np.uint8)
+    for lab in (labels, labels.astype(np.uint16), np.repeat(labels, 2, axis=1)[:, ::2]):
+        counts, fractions = count_classes(lab, 3)
+        assert counts.dtype == np.int64 and counts.tolist() == [2, 1, 3]
+        np.testing.assert_array_equal(fractions, np.float32([2 / 8, 1 / 8, 3 / 8]))
