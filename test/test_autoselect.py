@@ -61,7 +61,7 @@ def test_measuring_takes_the_fastest_run_and_stops_at_the_budget(card):
         ('torch channels_last=True x=0', 0.5, ''),
         ('torch channels_last=False x=1', 0.25, ''),
         ('torch channels_last=True x=2', None, 'not measured: budget of 2.75 s spent')]
-    assert out[0].accuracy == 0.7093
+    assert out[0].accuracy == 0.7143                 # the shipped card's val mIoU
 
 
 def test_a_candidate_that_cannot_run_is_skipped_with_its_reason(card):

@@ -19,7 +19,7 @@ def test_an_auto_row_shows_the_candidates_the_choice_and_its_source(tmp_path, mo
     assert (again['auto']['source'], again['auto']['choice']) == ('cached', auto['choice'])
     assert 'auto' not in fixed and fixed['describe'].startswith('torch on cpu')  # options given
     text = format_table(report)
-    assert f'auto at 281x377: chose {auto["choice"]} (cached); candidates:' in text
+    assert f'auto at 369x465: chose {auto["choice"]} (cached); candidates:' in text
     assert f'- {auto["choice"]}: {times[auto["choice"]]:.1f} ms  <- chosen' in text
     none = run_bench(['auto'], **{**kw, 'auto_budget_s': 0.0})['results'][0]
     assert 'auto' not in none and 'throughput_fps' in none      # the fixed chain

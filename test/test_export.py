@@ -63,18 +63,18 @@ def test_onnx_export_writes_model_and_card_that_onnxruntime_runs(tmp_path, capsy
     import onnx
     model = onnx.load(str(card.weights_path))
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == ['batch', 3, 281, 377]  # dynamic batch axis, static card input size
+    assert dims == ['batch', 3, 369, 465]  # dynamic batch axis, static card input size
     out_dims = [d.dim_param or d.dim_value
                 for d in model.graph.output[0].type.tensor_type.shape.dim]
-    assert out_dims == ['batch', 11, 71, 95]  # logits at stride 4 (the default model's decoder)
+    assert out_dims == ['batch', 11, 93, 117]  # logits at stride 4 (the default model's decoder)
     from pspnet_ros.core.backends import create_backend
     backend = create_backend('onnxruntime', card)
-    out = backend.run(np.zeros((1, 3, 281, 377), np.float32))
-    assert out.shape == (1, 11, 71, 95) and out.dtype == np.float32
+    out = backend.run(np.zeros((1, 3, 369, 465), np.float32))
+    assert out.shape == (1, 11, 93, 117) and out.dtype == np.float32
     # One run of three different frames equals three runs of one.
-    x = np.random.default_rng(3).normal(size=(3, 3, 281, 377)).astype(np.float32)
+    x = np.random.default_rng(3).normal(size=(3, 3, 369, 465)).astype(np.float32)
     batched = backend.run(x)
-    assert batched.shape == (3, 11, 71, 95)
+    assert batched.shape == (3, 11, 93, 117)
     for i in range(3):
         np.testing.assert_allclose(batched[i:i + 1], backend.run(x[i:i + 1]), atol=1e-4)
     torch_out = create_backend('torch', ModelCard.load(DEFAULT_CARD)).run(x)
@@ -94,8 +94,8 @@ def test_int8_export_is_edgetpu_ready_by_construction(tmp_path, camvid):
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=str(int8.model))
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert (inp['dtype'], list(inp['shape'])) == (np.int8, [1, 281, 377, 3])
-    assert (out['dtype'], list(out['shape'])) == (np.int8, [1, 71, 95, 11])
+    assert (inp['dtype'], list(inp['shape'])) == (np.int8, [1, 369, 465, 3])
+    assert (out['dtype'], list(out['shape'])) == (np.int8, [1, 93, 117, 11])
     card = ModelCard.load(int8.card)
     assert (card.format, card.input_layout, card.output_layout) == ('tflite_int8', 'NHWC',
                                                                     'NHWC')

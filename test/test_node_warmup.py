@@ -40,7 +40,7 @@ def test_the_first_frame_at_each_new_size_costs_what_the_others_cost(tmp_path, b
         pytest.skip('ai-edge-litert is not installed (the int8 model needs it)')
     # Camera-sized frames: this process and the node use the Fast DDS large-frames profile
     # (ros_fixtures). The node warms the whole path up once at configure, at the network
-    # input (281x377): that covers the one-time costs (torch's import for TFLite's logits, the
+    # input (369x465): that covers the one-time costs (torch's import for TFLite's logits, the
     # backends' first runs), so a camera's first frame at any size, and the first at a size
     # that changes later, costs what the next ones cost. Without it the first 1280x720 TFLite
     # frame took 3.7 s against a median of 0.15 s. Measured 2026-12-07 (2-core EPYC, shared),
@@ -69,7 +69,7 @@ def test_the_first_frame_at_each_new_size_costs_what_the_others_cost(tmp_path, b
 
 
 def test_warm_up_stays_within_the_pixel_limit():
-    # The network input (281x377 = 105,937 pixels) is over this limit: the warm-up frame is
+    # The network input (369x465 = 171,585 pixels) is over this limit: the warm-up frame is
     # scaled down to fit instead of failing the configure.
     from conftest import DEFAULT_CARD
     from pspnet_ros.core import Segmenter

@@ -28,8 +28,8 @@ def test_segmenter_training_and_calibration_give_identical_tensors(tmp_path):
     teacher = frame_input(img, card.input_size, card.mean, card.std)
     calib = calibration_frames(card, tmp_path, 1, nhwc=True)[0]
     calib_nchw = calibration_frames(card, tmp_path, 1, nhwc=False)[0]
-    assert runtime.shape == (1, 3, 281, 377) and runtime.dtype == np.float32
-    assert valid == (0, 0, 281, 377)
+    assert runtime.shape == (1, 3, 369, 465) and runtime.dtype == np.float32
+    assert valid == (0, 0, 369, 465)
     assert np.array_equal(runtime, teacher)
     assert np.array_equal(runtime, calib_nchw)
     assert np.array_equal(runtime.transpose(0, 2, 3, 1), calib)

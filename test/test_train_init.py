@@ -27,7 +27,7 @@ def test_cards_and_training_share_one_network_spec():
         assert card_fields[name] == cfg_fields[name] == spec_fields[name]
     assert spec_fields['head_channels'] == 512          # the paper's width
     card = ModelCard.load(DEFAULT_CARD)
-    assert card.network == NetworkSpec(11, 'pspnet_mobilenetv2', 128, 8, 64, 4)
+    assert card.network == NetworkSpec(11, 'pspnet_mobilenetv2', 128, 16, 64, 4)
     net = build_network(card.network)
     assert net.cls[0].out_channels == 128 and net.decoder is not None and net.aux is None
     assert NetworkSpec.of(_cfg(head_channels=16), 3).head_channels == 16
@@ -84,6 +84,19 @@ def test_new_classes_start_only_the_classifier_fresh_and_say_so(capsys):
         build_for_training(dataclasses.replace(cfg, new_classes=True), 11, card)
 
 
+def test_an_init_card_gives_its_input_size_and_crops_on_its_grid_unless_they_are_set(capsys):
+    cfg, card = with_init_network(_cfg(init=str(DEFAULT_CARD)))
+    assert (cfg.output_stride, cfg.input_size, cfg.crop_size) == (16, [369, 465], [305, 385])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "init: input_size 369x465, crop_size 305x385 (the card's input, crops about 0.83 of it "
+        'on the output-stride grid)')
+    cfg, _ = with_init_network(_cfg(init=str(DEFAULT_CARD), input_size=[177, 225]))
+    assert (cfg.input_size, cfg.crop_size) == ([177, 225], [145, 193])
+    cfg, _ = with_init_network(_cfg(init=str(DEFAULT_CARD), crop_size=[97, 97]))
+    assert (cfg.input_size, cfg.crop_size) == ([369, 465], [97, 97])
+    assert with_init_network(_cfg())[0].input_size == [281, 377]      # no card: the defaults
+
+
 def test_adding_a_decoder_needs_its_layers_named_fresh(tmp_path, capsys):
     from pspnet_ros.core.weights import save_safetensors
     plain = build_network(NetworkSpec(11, head_channels=32))
@@ -133,8 +146,8 @@ def test_the_shipped_models_recipes_chain_into_its_network():
     from conftest import ROOT
     card = ModelCard.load(DEFAULT_CARD)
     steps = card.reproduce.split(' && ')
-    assert len(steps) == 9 and all(s.startswith('pspnet-ros train --config recipes/camvid_')
-                                   for s in steps)
+    assert len(steps) == 10 and all(s.startswith('pspnet-ros train --config recipes/camvid_')
+                                    for s in steps)
     cfgs = []
     for step in steps:
         data = load_recipe(ROOT / step.split()[-1])

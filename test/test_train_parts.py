@@ -330,9 +330,10 @@ def test_sizes_off_the_output_stride_grid_are_named_with_the_nearest_ones_on_it(
     assert off_grid((281, 380), 8).startswith('281x380 is off the output-stride-8 grid')
     assert 'nearest 380: 377 or 385)' in off_grid((281, 380), 8)
     with caplog.at_level('WARNING', logger='pspnet_ros.segmenter'):
-        Segmenter(DEFAULT_CARD, input_size=(281, 377))
+        Segmenter(DEFAULT_CARD, input_size=(369, 465))
         assert not caplog.records
-        Segmenter(DEFAULT_CARD, input_size=(280, 377))
+        Segmenter(DEFAULT_CARD, input_size=(360, 465))
     assert caplog.records[0].getMessage() == (
-        'model pspnet_mobilenetv2_camvid: input 280x377 is off the output-stride-8 grid (sides '
-        '8k+1 keep the features on the input corners; nearest 280: 273 or 281); accuracy suffers')
+        'model pspnet_mobilenetv2_camvid: input 360x465 is off the output-stride-16 grid (sides '
+        '16k+1 keep the features on the input corners; nearest 360: 353 or 369); accuracy '
+        'suffers')

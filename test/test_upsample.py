@@ -120,7 +120,14 @@ def test_labels_only_equal_the_whole_frame_interpolation_on_camvid(backend):
         scores = scores.contiguous(memory_format=torch.channels_last)
         for shape in (rgb.shape[:2], (720, 960)):
             labels, _ = labels_at(scores, shape, False)
-            assert np.array_equal(labels, _reference(scores, shape)[0])
+            # Labels may differ only where the two best classes tie to float rounding (int8
+            # logits tie exactly at times: 1 pixel of these 6.9 million, 2026-12-07).
+            up = F.interpolate(scores, shape, mode='bilinear', align_corners=True)[0]
+            top2 = up.topk(2, dim=0).values
+            clear = (top2[0] - top2[1] > 1e-4).numpy()
+            ref = _reference(scores, shape)[0]
+            assert np.array_equal(labels[clear], ref[clear])
+            assert (labels != ref).sum() <= 4
         best = scores[0].argmax(0)
         agree = ((best[:-1, :-1] == best[1:, :-1]) & (best[:-1, :-1] == best[:-1, 1:])
                  & (best[:-1, :-1] == best[1:, 1:]))

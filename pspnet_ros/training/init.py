@@ -55,7 +55,24 @@ def with_init_network(cfg: TrainConfig) -> tuple[TrainConfig, ModelCard | None]:
     text = ', '.join(f'{k} {v}' for k, v in changed.items())
     extra = f', with {text} from the options' if text else ''
     print(f'init: the network of {card.path}{extra}', flush=True)
-    return dataclasses.replace(cfg, **network), card
+    sizes = {}
+    defaults = TrainConfig(train_images='', train_labels='', out='')
+    if cfg.input_size == defaults.input_size:
+        sizes['input_size'] = list(card.input_size)
+    if cfg.crop_size == defaults.crop_size:
+        sizes['crop_size'] = crop_for(sizes.get('input_size', cfg.input_size),
+                                      network['output_stride'])
+    if sizes:
+        print('init: ' + ', '.join(f'{k} {v[0]}x{v[1]}' for k, v in sizes.items())
+              + " (the card's input, crops about 0.83 of it on the output-stride grid)",
+              flush=True)
+    return dataclasses.replace(cfg, **network, **sizes), card
+
+
+def crop_for(input_size, stride: int) -> list[int]:
+    """Training crops about 0.83 of ``input_size`` per side, on the output-stride grid
+    (``stride * k + 1``): 233x313 for 281x377 at stride 8, 305x385 for 369x465 at 16."""
+    return [max(1, round(0.83 * (int(v) - 1) / stride)) * stride + 1 for v in input_size]
 
 
 def class_dependent_keys(spec: NetworkSpec) -> set[str]:
