@@ -59,8 +59,8 @@ def synthetic_frames(folder: Path, n: int) -> tuple[Path, Path]:
 # frame is dropped), next to its 101-frame val mIoU. Latency: on the 2-vCPU AMD EPYC VM this
 # project is developed on, node end-to-end p50 19-21 ms and int8 inference 11-12 ms on an idle
 # CPU (2026-12-07, run Y; docs/RESULTS.md, "Node against bare"); the ranges below allow for
-# the slower VMs of the same kind seen before (up to about 2x). The synthetic frames are flat-coloured cartoons,
-# not street photos: the CamVid model only half-recognises them.
+# the slower VMs of the same kind seen before (up to about 2x). The synthetic frames are
+# flat-coloured cartoons, not street photos: the CamVid model only half-recognises them.
 def _card_metrics() -> dict:
     from pspnet_ros.core import ModelCard
     from pspnet_ros.core.files import default_card_path
