@@ -84,7 +84,7 @@ def test_a_quantised_input_is_looked_up_with_the_values_of_normalise_and_quantis
     card = ModelCard.load(DEFAULT_CARD.with_name('pspnet_mobilenetv2_camvid_int8.tflite.yaml'))
     seg = Segmenter(card, backend='tflite', resize_mode=mode)
     scale, zero_point = seg.backend._in['quantization']
-    table = seg.backend.input_table(card.mean, card.std)
+    table = seg.backend.input_table()
     assert table.shape == (256, 3) and table.dtype == np.int8
     # mean 127.5, std 127.5, scale 1/128: pixel 0 -> -1.0 -> clipped to -128, 255 -> +1.0
     assert table[0].tolist() == [-128] * 3
@@ -100,5 +100,5 @@ def test_a_quantised_input_is_looked_up_with_the_values_of_normalise_and_quantis
 
 def test_float_inputs_have_no_table():
     seg = Segmenter(DEFAULT_CARD, backend='torch')
-    assert seg.backend.input_table(seg.card.mean, seg.card.std) is None
+    assert seg.backend.input_table() is None
     assert seg.preprocess(_frame())[0].dtype == np.float32

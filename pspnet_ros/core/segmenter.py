@@ -139,8 +139,7 @@ class Segmenter:
         if note:
             LOG.warning('model %s: input %s', self.card.name, note)
         # A quantised 8-bit input: a resize and a table lookup give the batch as it runs.
-        self._table = (self.backend.input_table(self.card.mean, self.card.std)
-                       if self.card.input_dtype != 'uint8' else None)
+        self._table = self.backend.input_table()
         self._mean = np.asarray(self.card.mean, np.float32)
         self._inv_std = 1.0 / np.asarray(self.card.std, np.float32)
         self.palette = self.labelset.palette_array()

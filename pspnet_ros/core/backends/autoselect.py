@@ -150,7 +150,7 @@ def _frame_for(card: ModelCard, input_size: tuple[int, int], backend) -> np.ndar
     from ..preprocess import prepare, prepare_by_table
     rgb = np.random.default_rng(0).integers(0, 256, (*input_size, 3), np.uint8)
     table_of = getattr(backend, 'input_table', None)      # tests time plain fakes
-    table = table_of(card.mean, card.std) if table_of and card.input_dtype != 'uint8' else None
+    table = table_of() if table_of else None
     if table is not None:
         return prepare_by_table(rgb, input_size, table, card.resize_mode, card.input_layout,
                                 card.mean)[0]

@@ -75,10 +75,12 @@ class Backend(abc.ABC):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run inference on a preprocessed batch."""
 
-    def input_table(self, mean, std) -> np.ndarray | None:
+    def input_table(self) -> np.ndarray | None:
         """The model's input value for each 8-bit pixel value of each channel, ``(256, 3)``,
-        when its input is a quantised 8-bit tensor: preprocessing is then a resize and a table
-        lookup (``core.preprocess.prepare_by_table``). None for float inputs."""
+        when its input is a quantised 8-bit tensor fed normalised pixels (the card's mean and
+        std): preprocessing is then a resize and a table lookup
+        (``core.preprocess.prepare_by_table``). None for float inputs and for cards that take
+        raw pixels (``input_dtype: uint8``)."""
         return None
 
     def describe(self) -> str:

@@ -99,11 +99,13 @@ class TFLiteBackend(Backend):
         self._out = self.interpreter.get_output_details()[0]
         self.input_shape = tuple(int(v) for v in self._in['shape'])
 
-    def input_table(self, mean, std) -> np.ndarray | None:
+    def input_table(self) -> np.ndarray | None:
         dtype = np.dtype(self._in['dtype'])
         scale, zero_point = self._in['quantization']
-        if dtype.itemsize != 1 or dtype.kind not in 'iu' or not scale:
+        if (self.card.input_dtype == 'uint8' or dtype.itemsize != 1 or dtype.kind not in 'iu'
+                or not scale):
             return None
+        mean, std = self.card.mean, self.card.std
         pixels = np.repeat(np.arange(256, dtype=np.uint8)[:, None], len(mean), axis=1)
         return quantize(normalise(pixels, mean, std), scale, zero_point, dtype)
 
