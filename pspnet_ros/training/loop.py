@@ -60,11 +60,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     """
     from tqdm import tqdm
     cfg.validate()
-    for name in ('input_size', 'crop_size'):
+    cfg, _init = with_init_network(cfg)
+    for name in ('input_size', 'crop_size'):       # the sizes and stride the run will use
         note = off_grid(getattr(cfg, name), cfg.output_stride)
         if note:
             print(f'warning: {name} {note}', flush=True)
-    cfg, _init = with_init_network(cfg)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
