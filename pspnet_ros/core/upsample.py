@@ -52,24 +52,25 @@ def _whole(scores, shape: tuple[int, int], want_confidence: bool, dtype: type
         return lab.numpy().astype(dtype), conf
 
 
-def _taps(n_in: int, n_out: int):
-    """Source indices and weights of each output position (aligned corners)."""
-    import torch
-    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-    src = torch.tensor(scale, dtype=torch.float32) * torch.arange(n_out, dtype=torch.float32)
-    i0 = src.long().clamp(max=n_in - 1)
-    w1 = (src - i0.float()).clamp(0, 1)
-    i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
-    return i0, i1, 1 - w1, w1
-
-
 def _cell_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """Per output position: the grid cell it falls in (its first corner, at most
-    ``n_in - 2``) and the weight of the cell's second corner (aligned corners)."""
+    ``n_in - 2``; ``n_in >= 2``) and the weight of the cell's second corner (aligned
+    corners)."""
     src = np.float32((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0) * np.arange(
         n_out, dtype=np.float32)
     i0 = np.minimum(src.astype(np.int64), n_in - 2)
     return i0, np.clip(src - i0, 0, 1).astype(np.float32)
+
+
+def _taps(n_in: int, n_out: int):
+    """``_cell_taps`` as torch tensors for the bands: both source indices of each output
+    position and their weights; a grid of one row (or column) has one source."""
+    import torch
+    if n_in == 1:
+        first, weight = torch.zeros(n_out, dtype=torch.long), torch.zeros(n_out)
+        return first, first, 1 - weight, weight
+    first, weight = (torch.from_numpy(a) for a in _cell_taps(n_in, n_out))
+    return first, first + 1, 1 - weight, weight
 
 
 def _labels_by_cells(src: np.ndarray, shape: tuple[int, int], dtype: type
