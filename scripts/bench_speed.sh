@@ -17,8 +17,9 @@ ROUNDS=${ROUNDS:-2}
 M=$ROOT/models/pspnet_mobilenetv2_camvid
 CORAL=$ROOT/models/third_party/coral_deeplab_mobilenet_edgetpu_slim_cityscapes.yaml
 
-grep -o -m1 'model name.*' /proc/cpuinfo > "$OUT/cpu.txt" || true
-grep -o -m1 'flags.*' /proc/cpuinfo >> "$OUT/cpu.txt" || true
+# The CPU as the project reads it everywhere (core/machine.py: auto's cache key, bench).
+(cd "$ROOT" && "$PY" -c 'from pspnet_ros.core.machine import cpu_info; i = cpu_info()
+print("model name:", i["model"]); print("flags:", " ".join(i["flags"]))') > "$OUT/cpu.txt"
 date -u '+%Y-%m-%d %H:%M UTC' >> "$OUT/cpu.txt"
 
 # BASE's int8 model under a name of its own (the bench labels rows by card file name).
