@@ -43,6 +43,20 @@ class SegmentationResult:
     timings: dict[str, float]          # seconds per stage
 
 
+@dataclass
+class InferredBatch:
+    """``Segmenter.run_batch``'s result: the converted images, each one's valid area of the
+    network input, the backend's outputs, what to compute per image, and the stage timings
+    so far (seconds; ``inference`` for the whole batch)."""
+
+    rgbs: list[np.ndarray]
+    valid: list[tuple[int, int, int, int]]
+    outputs: list[np.ndarray]
+    confidence: list[bool]
+    occupancy: list[bool]
+    timings: dict[str, float]
+
+
 def count_classes(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel count and fraction of each class in a label image."""
     if labels.dtype == np.uint8 and labels.size < (1 << 24) and num_classes <= 256:
@@ -250,10 +264,20 @@ class Segmenter:
 
         Raises ``ImageError`` for the first image that cannot be converted (nothing runs then:
         check frames with ``ensure_rgb8`` first when one bad frame must not cost the others).
+
+        The same as ``finish_batch(run_batch(...))``: the node runs the two halves on two
+        threads, so that one frame is postprocessed while the next one is inferred.
         """
+        return self.finish_batch(self.run_batch(images, confidence, occupancy), regions)
+
+    def run_batch(self, images: Sequence[np.ndarray],
+                  confidence: bool | Sequence[bool] = False,
+                  occupancy: bool | Sequence[bool] = True) -> InferredBatch:
+        """The first half of ``segment_batch``: conversion, preprocessing and the backend run
+        (the part that needs the backend; ``finish_batch`` does not)."""
         n = len(images)
         if n == 0:
-            return []
+            return InferredBatch([], [], [], [], [], {})
         want_conf = [bool(confidence)] * n if isinstance(confidence, bool) else list(confidence)
         want_occ = [bool(occupancy)] * n if isinstance(occupancy, bool) else list(occupancy)
         if len(want_conf) != n or len(want_occ) != n:
@@ -272,15 +296,28 @@ class Segmenter:
         if len(out) != n:
             raise RuntimeError(f'backend {self.backend.name} returned {len(out)} outputs for a '
                                f'batch of {n}')
+        return InferredBatch(rgbs, [v for _, v in prepared], list(out), want_conf, want_occ,
+                             {'convert': (t1 - t0) / n, 'preprocess': (t2 - t1) / n,
+                              'inference': t3 - t2})
+
+    def finish_batch(self, inferred: InferredBatch,
+                     regions: Mapping[str, Region] | None = None
+                     ) -> list[SegmentationResult]:
+        """The second half of ``segment_batch``: each image's labels (and confidence) at its
+        own size, and its occupancy."""
+        t = inferred.timings
         results = []
-        for i, rgb in enumerate(rgbs):
+        for rgb, valid, out, conf_wanted, occ_wanted in zip(
+                inferred.rgbs, inferred.valid, inferred.outputs, inferred.confidence,
+                inferred.occupancy):
             ta = time.perf_counter()
-            labels, conf = self.postprocess(out[i], rgb.shape[:2], prepared[i][1], want_conf[i])
-            occ = self.occupancy(labels, regions) if want_occ[i] else None
+            labels, conf = self.postprocess(out, rgb.shape[:2], valid, conf_wanted)
+            occ = self.occupancy(labels, regions) if occ_wanted else None
             tb = time.perf_counter()
             results.append(SegmentationResult(labels, conf, occ, {
-                'convert': (t1 - t0) / n, 'preprocess': (t2 - t1) / n, 'inference': t3 - t2,
-                'postprocess': tb - ta, 'total': (t3 - t0) / n + (tb - ta)}))
+                **t, 'postprocess': tb - ta,
+                'total': t['convert'] + t['preprocess'] + t['inference'] / len(inferred.rgbs)
+                + (tb - ta)}))
         return results
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
