@@ -40,10 +40,13 @@ class SlowSegmenter:
     def __init__(self):
         self.started, self.release, self.regions = threading.Event(), threading.Event(), []
 
-    def segment_batch(self, images, confidence, occupancy, regions):
-        self.regions.append(regions)
+    def run_batch(self, images, confidence, occupancy):
         self.started.set()
         assert self.release.wait(10)
+        return images
+
+    def finish_batch(self, images, regions):
+        self.regions.append(regions)
         t = {'preprocess': 0.0, 'inference': 0.0, 'postprocess': 0.0}
         return [SimpleNamespace(labels=np.zeros(im.shape[:2], np.uint8), confidence=None,
                                 occupancy=None, timings=t) for im in images]
@@ -88,3 +91,51 @@ def test_a_deactivation_finishes_the_running_frame_and_counts_the_waiting_one_di
         'frames.discarded_on_transition': 1, 'frames.errors': 0}
     assert seg.regions == [{'a': (0.0, 0.0, 0.5, 1.0)}]
     assert [m.header.stamp.sec for m in cam.pubs['mask'].sent] == [1]
+
+
+class PipelineSegmenter(SlowSegmenter):
+    """Frame 1's postprocessing waits until frame 2's inference has started: it only ends if
+    the two stages overlap."""
+
+    def __init__(self):
+        super().__init__()
+        self.inferring = {}
+        self.overlapped = None
+
+    def run_batch(self, images, confidence, occupancy):
+        self.inferring[int(images[0][0, 0, 0])] = True
+        self.started.set()
+        return images
+
+    def finish_batch(self, images, regions):
+        if int(images[0][0, 0, 0]) == 1:
+            deadline = time.monotonic() + 10
+            while 2 not in self.inferring and time.monotonic() < deadline:
+                time.sleep(0.001)
+            self.overlapped = 2 in self.inferring
+        return super().finish_batch(images, regions)
+
+
+def test_the_next_frame_is_inferred_while_the_last_one_is_published_and_order_holds():
+    cfg = NodeConfig.from_parameters({})
+    seg = PipelineSegmenter()
+    cam = Camera(CameraConfig())
+    cam.pubs = {'mask': Pub(1), 'color_mask': Pub(0), 'overlay': Pub(0),
+                'confidence': Pub(0), 'occupancy': Pub(0), 'camera_info': Pub(0)}
+    log = ThrottledLog(SimpleNamespace(warning=print, error=print), lambda: 0.0)
+    path = FramePath(lambda: (cfg, seg), lambda s, n: None, log.logger, log,
+                     Counters(), LatencyStats(), lambda: True)
+    camset = CameraSet([''], counters={'': cam.counters})
+    pool = ThreadPoolExecutor(1)
+    path.start({'': cam}, camset, pool, workers=1, threads=0)
+    path.on_image(cam, frame(1))
+    assert seg.started.wait(10)
+    path.on_image(cam, frame(2))
+    deadline = time.monotonic() + 10
+    while len(cam.pubs['mask'].sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    path.stop()
+    pool.shutdown()
+    assert seg.overlapped is True       # frame 2 ran before frame 1 was published
+    assert [m.header.stamp.sec for m in cam.pubs['mask'].sent] == [1, 2]
+    assert cam.counters.get('frames.processed') == 2

@@ -6,7 +6,17 @@ model-wide counters and the thread pool. Each ``Camera`` holds its own publisher
 counters and transport state.
 
 Each batch runs under one snapshot of the settings, taken when a worker starts it: a
-parameter changed meanwhile applies from the next batch on. Every frame a camera receives
+parameter changed meanwhile applies from the next batch on.
+
+Two stages: an inference worker converts, preprocesses and runs a batch
+(``Segmenter.run_batch``), hands it to the one publishing thread and takes the next batch;
+the publishing thread postprocesses (``Segmenter.finish_batch``) and publishes. So frame N is
+published while frame N+1 is inferred: where inference leaves a core free, that core no longer
+idles while Python postprocesses and publishes (docs/RESULTS.md, "Node against bare"). The
+hand-over holds one batch: a worker ahead of the publisher waits, so at
+most one batch per worker is inferred but unpublished. A camera's frames reach the publisher
+in their order (the scheduler serves a camera again only after its batch was handed over),
+and the one publisher keeps that order. Every frame a camera receives
 ends in exactly one counted outcome (``diagnostics.FRAME_OUTCOMES``), including frames a
 lifecycle transition interrupts (``frames.discarded_on_transition``).
 """
@@ -15,6 +25,7 @@ from __future__ import annotations
 import contextlib
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+import queue
 import sys
 import threading
 import time
@@ -144,6 +155,8 @@ class FramePath:
         self.camset: CameraSet | None = None
         self._workers: list[Future] = []
         self._running = False
+        self._handover: queue.Queue | None = None     # worker -> publisher, one batch
+        self._publisher: threading.Thread | None = None
         # Backends other than torch on CPU are not safe to run from two threads at once
         # (TFLite interpreters, CUDA graphs' static buffers): their batches take turns.
         self._run_lock = threading.Lock()
@@ -177,11 +190,17 @@ class FramePath:
         self.cams, self.camset = cams, camset
         self._running = True
         camset.reopen()
-        self._workers = [pool.submit(self._work, camset, threads) for _ in range(workers)]
+        handover = self._handover = queue.Queue(maxsize=1)
+        self._publisher = threading.Thread(target=self._publish_loop, args=(handover,),
+                                           daemon=True, name='pspnet_publish')
+        self._publisher.start()
+        self._workers = [pool.submit(self._work, camset, handover, threads)
+                         for _ in range(workers)]
 
     def stop(self) -> None:
-        """Stop the workers (each finishes the batch it runs, up to 10 s) and count the
-        frames still waiting as discarded on transition."""
+        """Stop the workers (each finishes the batch it runs, and the publisher the batches
+        handed to it, up to 10 s) and count the frames still waiting as discarded on
+        transition."""
         self._running = False
         camset = self.camset
         if camset is not None:
@@ -194,6 +213,13 @@ class FramePath:
                 self.logger.warning('inference thread still busy after 10 s; leaving it')
                 break
         self._workers = []
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with contextlib.suppress(queue.Full):
+                self._handover.put(None, timeout=max(0.0, end - time.monotonic()))
+                publisher.join(max(0.0, end - time.monotonic()))
+            if publisher.is_alive():
+                self.logger.warning('publishing thread still busy after 10 s; leaving it')
         if camset is not None:
             camset.clear()
 
@@ -201,7 +227,7 @@ class FramePath:
         """Forget the cameras and the scheduler (cleanup); call after ``stop``."""
         self.cams, self.camset = {}, None
 
-    def _work(self, camset: CameraSet, threads: int) -> None:
+    def _work(self, camset: CameraSet, handover: queue.Queue, threads: int) -> None:
         if 'torch' in sys.modules and threads:
             # This thread's OpenMP pool only (its size is per calling thread); a thread of the
             # pool may have served another worker count before a reconfigure.
@@ -216,15 +242,38 @@ class FramePath:
                        if f.camera in self.cams}
             try:
                 if self._running:
-                    self._process(batch, pending)
+                    job = self._infer(batch, pending)
+                    if job is not None:
+                        # From here the publisher owns the frames' outcomes.
+                        handover.put((job, pending))
+                        pending = {}
             except Exception as exc:  # a bad frame or a failing backend must not kill the node
-                if self._running and self._context_ok():
-                    self._settle_all(pending, 'errors.internal')
-                    self.error(None, 'internal', f'unexpected {type(exc).__name__}: {exc}')
-                # else Ctrl-C / SIGTERM / deactivation during a frame: discarded below.
+                self._failed(exc, pending)
             finally:
                 self._settle_all(pending, 'frames.discarded_on_transition')
                 camset.done(batch)
+
+    def _publish_loop(self, handover: queue.Queue) -> None:
+        """The publishing thread: postprocess and publish the batches handed over, in order,
+        until ``stop`` hands over ``None``."""
+        while True:
+            item = handover.get()
+            if item is None:
+                return
+            job, pending = item
+            try:
+                self._publish_job(job, pending)
+            except Exception as exc:
+                self._failed(exc, pending)
+            finally:
+                self._settle_all(pending, 'frames.discarded_on_transition')
+
+    def _failed(self, exc: Exception, pending: dict) -> None:
+        """An unexpected error in a batch: its frames count as internal errors, unless the
+        node is stopping (Ctrl-C, SIGTERM, deactivation), when they count as discarded."""
+        if self._running and self._context_ok():
+            self._settle_all(pending, 'errors.internal')
+            self.error(None, 'internal', f'unexpected {type(exc).__name__}: {exc}')
 
     @staticmethod
     def _settle(pending: dict, cam: Camera, key: str) -> None:
@@ -242,13 +291,13 @@ class FramePath:
             self._settle(pending, cam, outcome)
 
     # -- one batch ---------------------------------------------------------------------------
-    def _process(self, batch: Batch, pending: dict) -> None:
-        """Decode the batch's frames, run the good ones together (``max_batch`` at a time) and
-        publish each camera's outputs with its own input header, all under one snapshot of
-        the settings."""
+    def _infer(self, batch: Batch, pending: dict) -> tuple | None:
+        """Decode the batch's frames and run the good ones together (``max_batch`` at a
+        time), under one snapshot of the settings; returns what the publisher needs, or None
+        when nothing is left to publish."""
         cfg, seg = self._settings()
         if cfg is None or seg is None:
-            return      # cleaned up meanwhile: the frames count as discarded
+            return None     # cleaned up meanwhile: the frames count as discarded
         ready = []      # (camera, message, rgb, wanted outputs, receive time, decode seconds)
         for frame in batch.frames:
             cam = self.cams[frame.camera]
@@ -286,47 +335,64 @@ class FramePath:
                     f'anyway; {cam.counters.get("frames.decoder_warnings")} so far): '
                     + '; '.join(decoder_said))
             ready.append((cam, msg, rgb, want, frame.received, time.perf_counter() - t0))
+        runs = []       # (frames of one backend run, its InferredBatch)
         for i in range(0, len(ready), cfg.max_batch):
-            self._run(ready[i:i + cfg.max_batch], cfg, seg, pending)
+            chunk = ready[i:i + cfg.max_batch]
+            try:
+                with (_NO_LOCK if concurrent_safe(seg) else self._run_lock):
+                    inferred = seg.run_batch([r[2] for r in chunk],
+                                             confidence=[r[3]['confidence'] for r in chunk],
+                                             occupancy=[r[3]['occupancy'] for r in chunk])
+            except Exception as exc:
+                self._run_failed(exc, chunk, cfg, seg, pending)
+                continue
+            runs.append((chunk, inferred))
+        return (cfg, seg, runs) if runs else None
 
-    def _run(self, ready: list, cfg, seg, pending: dict) -> None:
-        try:
-            with (_NO_LOCK if concurrent_safe(seg) else self._run_lock):
-                results = seg.segment_batch([r[2] for r in ready],
-                                            confidence=[r[3]['confidence'] for r in ready],
-                                            occupancy=[r[3]['occupancy'] for r in ready],
-                                            regions=cfg.regions)
-        except ImageError as exc:
+    def _publish_job(self, job: tuple, pending: dict) -> None:
+        """Postprocess each run of a batch and publish each camera's outputs with its own
+        input header, under the settings the batch was inferred with."""
+        cfg, seg, runs = job
+        for chunk, inferred in runs:
+            try:
+                results = seg.finish_batch(inferred, regions=cfg.regions)
+            except Exception as exc:
+                self._run_failed(exc, chunk, cfg, seg, pending)
+                continue
+            self.counters.inc('batches')
+            self.counters.inc('batches.frames', len(chunk))
+            self.latency.add('inference', results[0].timings['inference'])
+            for (cam, msg, rgb, want, t_recv, decode_s), res in zip(chunk, results):
+                t2 = time.perf_counter()
+                publish(cam, msg.header, rgb, want, res, seg, cfg)
+                ground = self.ground
+                if ground is not None:      # projects only if a ground output has subscribers
+                    ground.on_frame(cam.name, msg.header, res.labels)
+                t3 = time.perf_counter()
+                self._settle(pending, cam, 'frames.processed')
+                cam.out_rate.tick()
+                lat = cam.latency
+                lat.add('decode', decode_s)
+                for k in ('preprocess', 'inference', 'postprocess'):
+                    lat.add(k, res.timings[k])
+                lat.add('encode_publish', t3 - t2)
+                lat.add('end_to_end', time.monotonic() - t_recv)
+
+    def _run_failed(self, exc: Exception, chunk: list, cfg, seg, pending: dict) -> None:
+        """A run of ``chunk``'s frames failed (in the backend or in postprocessing): a bad
+        frame is that frame's error; anything else counts against every frame of the run and
+        may start a fallback backend."""
+        if isinstance(exc, ImageError):
             # A bad frame says nothing about the backend: never a reason to fall back.
-            for cam, *_ in ready:
+            for cam, *_ in chunk:
                 self.error(cam, error_kind(exc), f'frame rejected: {exc}', pending)
             return
-        except Exception as exc:
-            for cam, *_ in ready:     # each camera's diagnostics show its lost frames
-                cam.counters.inc('errors.inference')
-                self._settle(pending, cam, 'frames.errors')
-            self.error(None, 'inference', f'inference failed on {seg.backend.describe()} '
-                       f'(batch of {len(ready)}): {exc}')
-            self._try_fallback(exc, seg, cfg)
-            return
-        self.counters.inc('batches')
-        self.counters.inc('batches.frames', len(ready))
-        self.latency.add('inference', results[0].timings['inference'])
-        for (cam, msg, rgb, want, t_recv, decode_s), res in zip(ready, results):
-            t2 = time.perf_counter()
-            publish(cam, msg.header, rgb, want, res, seg, cfg)
-            ground = self.ground
-            if ground is not None:      # projects only if a ground output has subscribers
-                ground.on_frame(cam.name, msg.header, res.labels)
-            t3 = time.perf_counter()
-            self._settle(pending, cam, 'frames.processed')
-            cam.out_rate.tick()
-            lat = cam.latency
-            lat.add('decode', decode_s)
-            for k in ('preprocess', 'inference', 'postprocess'):
-                lat.add(k, res.timings[k])
-            lat.add('encode_publish', t3 - t2)
-            lat.add('end_to_end', time.monotonic() - t_recv)
+        for cam, *_ in chunk:     # each camera's diagnostics show its lost frames
+            cam.counters.inc('errors.inference')
+            self._settle(pending, cam, 'frames.errors')
+        self.error(None, 'inference', f'inference failed on {seg.backend.describe()} '
+                   f'(batch of {len(chunk)}): {exc}')
+        self._try_fallback(exc, seg, cfg)
 
     def _try_fallback(self, exc: Exception, failed, cfg) -> None:
         with self._fallback_lock:
