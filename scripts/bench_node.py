@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     from pspnet_ros.node.config import parse_options
     # The bare Segmenter gets the same backend options the node reads from segment.yaml.
     options = parse_options(params.get('backend_options', []))
-    seg = Segmenter(default_card_path(), backend=params.get('backend', 'torch'),
+    seg = Segmenter(params.get('model') or default_card_path(),
+                    backend=params.get('backend', 'torch'),
                     device=params.get('device', 'cpu'), backend_options=options)
     regions = {'ahead': (0.3, 0.5, 0.7, 1.0)}
     for f in frames[:3]:
@@ -126,7 +127,10 @@ def main(argv=None) -> int:
             m = client.make_image(frames[i % len(frames)], stamp)
             stamp += 1
             keys.append(stamp_key(m.header))
-            client.spin_until(ex, lambda: time.monotonic() >= t_next, 5)
+            # Spin until the frame is due, never past it: spin_until's 20 ms steps sent
+            # frames late and then in bursts, which left the node waiting for input.
+            while (left := t_next - time.monotonic()) > 0:
+                ex.spin_once(timeout_sec=left)
             client.publish(m)
             t_next += period
         client.spin_until(ex, lambda: False, 3.0)
