@@ -1,3 +1,3 @@
 """pspnet_ros: PSPNet semantic segmentation for ROS 2 with pluggable accelerator backends."""
 
-__version__ = '0.3.0'
+__version__ = '0.3.1'
