@@ -188,3 +188,16 @@ def test_quantize_rounds_clips_and_dequantize_inverts():
     q = quantize(x, 0.05, -3, np.int8)
     np.testing.assert_array_equal(q, [-43, -3, -3, 2, 127])
     np.testing.assert_allclose(dequantize(q, 0.05, -3), [-2.0, 0.0, 0.0, 0.25, 6.5], atol=1e-6)
+
+
+def test_a_tflite_replica_has_its_own_interpreter_and_threads_and_the_same_outputs(card):
+    pytest.importorskip('ai_edge_litert', reason='ai-edge-litert not installed')
+    int8 = ModelCard.load(DEFAULT_CARD.parent / 'pspnet_mobilenetv2_camvid_int8.tflite.yaml')
+    backend = create_backend('tflite', int8, num_threads=2)
+    twin = backend.replica(1)
+    assert twin.interpreter is not backend.interpreter
+    assert (backend.details['num_threads'], twin.details['num_threads']) == (2, 1)
+    batch = np.random.default_rng(0).integers(-128, 128, backend.input_shape, np.int8)
+    assert np.array_equal(twin.run(batch), backend.run(batch))
+    # torch on the CPU is shared by the workers, not copied
+    assert create_backend('torch', card).replica(1) is None

@@ -320,5 +320,15 @@ class Segmenter:
                 + (tb - ta)}))
         return results
 
+    def replica(self, num_threads: int) -> Segmenter | None:
+        """The same model and settings on a backend instance of its own with ``num_threads``
+        CPU threads (``Backend.replica``), for another thread; None when the backend has none."""
+        backend = self.backend.replica(num_threads)
+        if backend is None:
+            return None
+        return Segmenter(self.card, backend, input_size=self.input_size,
+                         resize_mode=self.resize_mode, max_pixels=self.max_pixels,
+                         test_time_flip=self.test_time_flip)
+
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         return colorize(labels, self.palette)

@@ -83,6 +83,12 @@ class Backend(abc.ABC):
         raw pixels (``input_dtype: uint8``)."""
         return None
 
+    def replica(self, num_threads: int) -> Backend | None:
+        """Another instance of this backend with state of its own and ``num_threads`` CPU
+        threads, for a second thread to run beside this one; None when the backend cannot run
+        beside itself (one device) or need not (a module safe to share)."""
+        return None
+
     def describe(self) -> str:
         extra = ', '.join(f'{k}={v}' for k, v in self.details.items())
         return f'{self.name} on {self.device}' + (f' ({extra})' if extra else '')

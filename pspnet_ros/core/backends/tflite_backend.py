@@ -84,6 +84,11 @@ class TFLiteBackend(Backend):
         self.details = {'runtime': package, 'num_threads': threads,
                         'xnnpack': bool(xnnpack and resolver is not None)}
         self._setup()
+        self._xnnpack = bool(xnnpack)
+
+    def replica(self, num_threads: int) -> TFLiteBackend:
+        """An interpreter of its own (an interpreter runs one call at a time)."""
+        return TFLiteBackend(self.card, self.device, num_threads, self._xnnpack)
 
     @staticmethod
     def _load(Interpreter, path, **kwargs):
@@ -153,6 +158,9 @@ class EdgeTPUBackend(TFLiteBackend):
     """
 
     name = 'edgetpu'
+
+    def replica(self, num_threads: int) -> None:
+        return None         # one device: its batches take turns
 
     def __init__(self, card: ModelCard, device: str = 'cpu', num_threads: int = 0):
         Backend.__init__(self, card)
