@@ -139,3 +139,49 @@ def test_the_next_frame_is_inferred_while_the_last_one_is_published_and_order_ho
     assert seg.overlapped is True       # frame 2 ran before frame 1 was published
     assert [m.header.stamp.sec for m in cam.pubs['mask'].sent] == [1, 2]
     assert cam.counters.get('frames.processed') == 2
+
+
+def test_two_cameras_on_tflite_run_on_two_interpreters_side_by_side_with_the_bare_labels():
+    pytest.importorskip('ai_edge_litert', reason='ai-edge-litert not installed')
+    from conftest import ROOT, street_frame
+    from pspnet_ros.core import Segmenter
+    seg = Segmenter(ROOT / 'models' / 'pspnet_mobilenetv2_camvid_int8.tflite.yaml', 'tflite',
+                    backend_options={'num_threads': 2})
+    cfg = NodeConfig.from_parameters({'cameras': ['a', 'b'], 'max_batch': 1})
+    cams = {}
+    for name in ('a', 'b'):
+        cams[name] = Camera(CameraConfig(name))
+        cams[name].pubs = {'mask': Pub(1), 'color_mask': Pub(0), 'overlay': Pub(0),
+                           'confidence': Pub(0), 'occupancy': Pub(0), 'camera_info': Pub(0)}
+    log = ThrottledLog(SimpleNamespace(warning=print, error=print), lambda: 0.0)
+    path = FramePath(lambda: (cfg, seg), lambda s, n: None, log.logger, log,
+                     Counters(), LatencyStats(), lambda: True)
+    camset = CameraSet(['a', 'b'], max_batch=1, one_in_flight=True,
+                       counters={n: c.counters for n, c in cams.items()})
+    pool = ThreadPoolExecutor(2)
+    path.start(cams, camset, pool, workers=2, threads=1)
+    replicas = [own for _, own in path._replicas.values()]
+    images = {'a': street_frame(), 'b': np.ascontiguousarray(street_frame()[:, ::-1])}
+    header = Header()
+    for i in range(1, 4):
+        header.stamp.sec = i
+        for name, img in images.items():
+            path.on_image(cams[name], serialize_message(rgb_to_msg(img, header)))
+        deadline = time.monotonic() + 30
+        while any(len(c.pubs['mask'].sent) < i for c in cams.values()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.002)
+    path.stop()
+    pool.shutdown()
+    # Each worker its own one-thread interpreter, none of them the settings' Segmenter's.
+    assert len(replicas) == 2 and len({id(r.backend.interpreter) for r in replicas}) == 2
+    assert all(r.backend.interpreter is not seg.backend.interpreter for r in replicas)
+    assert [r.backend.details['num_threads'] for r in replicas] == [1, 1]
+    for name, img in images.items():
+        sent = cams[name].pubs['mask'].sent
+        assert [m.header.stamp.sec for m in sent] == [1, 2, 3]
+        expected = seg(img, occupancy=False).labels
+        for m in sent:
+            got = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width)
+            assert np.array_equal(got, expected)
+        assert cams[name].counters.get('frames.processed') == 3

@@ -116,7 +116,9 @@ class _Seg:
     ({}, 'torch', 2, (1, 0, '')),
     ({'cameras': ['a', 'b', 'c', 'd']}, 'torch', 2, (2, 1, '')),
     ({'cameras': ['a', 'b', 'c', 'd']}, 'torch', 8, (4, 2, '')),
-    ({'cameras': ['a', 'b']}, 'tflite', 2, (1, 0, '')),
+    ({'cameras': ['a', 'b']}, 'tflite', 2, (2, 1, '')),        # an interpreter per worker
+    ({'cameras': ['a', 'b']}, 'onnxruntime', 2, (1, 0, '')),
+    ({'cameras': ['a', 'b']}, 'edgetpu', 2, (1, 0, '')),
     ({'cameras': ['a', 'b'], 'sync_tolerance': 0.02}, 'torch', 2, (1, 0, '')),
     # explicit
     ({'cameras': ['a', 'b', 'c'], 'inference_workers': 1}, 'torch', 2, (1, 0, '')),
@@ -125,9 +127,10 @@ class _Seg:
      (2, 2, 'inference_workers 4: 2 workers, a camera is never in two workers at once')),
     ({'inference_workers': 2}, 'torch', 2,
      (1, 0, 'inference_workers 2: 1 worker, a camera is never in two workers at once')),
-    ({'cameras': ['a', 'b'], 'inference_workers': 2}, 'tflite', 2,
-     (1, 0, 'inference_workers 2: 1 worker, backend tflite on cpu runs one batch at a time '
-            '(only torch on CPU runs batches side by side)')),
+    ({'cameras': ['a', 'b'], 'inference_workers': 2}, 'edgetpu', 2,
+     (1, 0, 'inference_workers 2: 1 worker, backend edgetpu on cpu runs one batch at a time '
+            '(only torch and TFLite on CPU run batches side by side)')),
+    ({'cameras': ['a', 'b'], 'inference_workers': 2}, 'tflite', 2, (2, 1, '')),
     ({'cameras': ['a', 'b'], 'inference_workers': 2, 'sync_tolerance': 0.02}, 'torch', 2,
      (1, 0, 'inference_workers 2: 1 worker, synchronised sets (sync_tolerance > 0) run one at '
             'a time')),

@@ -352,19 +352,27 @@ def concurrent_safe(seg) -> bool:
     return seg is not None and seg.backend.name == 'torch' and seg.backend.device == 'cpu'
 
 
+def side_by_side(seg) -> bool:
+    """Whether several workers may run batches at once: on one shared module
+    (``concurrent_safe``) or each on a backend of its own (TFLite on the CPU: an interpreter
+    per worker, ``Segmenter.replica``)."""
+    return concurrent_safe(seg) or (seg is not None and seg.backend.name == 'tflite')
+
+
 def plan_workers(cfg: NodeConfig, seg, threads: int) -> tuple[int, int, str]:
     """Inference workers for ``cfg`` on ``seg`` with ``threads`` CPU threads: (workers,
     CPU threads per worker (0 = leave the process's), note for the log).
 
     On 2 cores, two workers of one thread each ran 1.25-1.5x the frames of one worker of two
-    threads (docs/RESULTS.md, "Multi-camera"): no OpenMP barriers between layers and
-    no idle core while Python prepares or publishes a frame. A camera is never in two workers
+    threads on torch, and 4 cameras 1.21-1.24x on the int8 TFLite model (docs/RESULTS.md,
+    "Multi-camera"): no barriers between the threads of one run, and no idle core while Python
+    prepares or publishes a frame. A camera is never in two workers
     at once (its outputs keep the order of its frames), so there are at most as many workers
     as cameras; synchronised sets run whole, one at a time.
     """
     cams, n = len(cfg.cameras), cfg.inference_workers
     if n == 0:
-        n = (min(cams, threads) if cams > 1 and cfg.sync_tolerance == 0 and concurrent_safe(seg)
+        n = (min(cams, threads) if cams > 1 and cfg.sync_tolerance == 0 and side_by_side(seg)
              else 1)
         return (n, max(1, threads // n), '') if n > 1 else (1, 0, '')
     if n == 1:
@@ -372,10 +380,10 @@ def plan_workers(cfg: NodeConfig, seg, threads: int) -> tuple[int, int, str]:
     if cfg.sync_tolerance > 0:
         return 1, 0, (f'inference_workers {n}: 1 worker, synchronised sets (sync_tolerance > 0) '
                       'run one at a time')
-    if not concurrent_safe(seg):
+    if not side_by_side(seg):
         return 1, 0, (f'inference_workers {n}: 1 worker, backend {seg.backend.name} on '
-                      f'{seg.backend.device} runs one batch at a time (only torch on CPU runs '
-                      'batches side by side)')
+                      f'{seg.backend.device} runs one batch at a time (only torch and TFLite on '
+                      'CPU run batches side by side)')
     note = ''
     if n > cams:
         note = (f'inference_workers {n}: {cams} worker{"s" if cams > 1 else ""}, a camera is '

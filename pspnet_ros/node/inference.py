@@ -35,15 +35,13 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.image import ensure_rgb8, ImageError
-from ..core.segmenter import overlay
 from .cameras import Batch, CameraSet
-from .config import CameraConfig, concurrent_safe
-from .convert import (cdr_stamp, error_kind, float_to_msg, image_from_msg, labels_to_msg,
-                      occupancy_to_msg, rgb_to_msg)
+from .config import CameraConfig, concurrent_safe, side_by_side
+from .convert import cdr_stamp, error_kind, image_from_msg
 from .diagnostics import CameraSnapshot
+from .publishing import publish, wanted_outputs
 from .stats import Counters, LatencyStats, RateMeter, StampGaps
 
-OUTPUTS = ('mask', 'color_mask', 'overlay', 'confidence', 'occupancy', 'camera_info')
 _NO_LOCK = contextlib.nullcontext()
 
 
@@ -158,8 +156,11 @@ class FramePath:
         self._handover: queue.Queue | None = None     # worker -> publisher, one batch
         self._publisher: threading.Thread | None = None
         # Backends other than torch on CPU are not safe to run from two threads at once
-        # (TFLite interpreters, CUDA graphs' static buffers): their batches take turns.
+        # (TFLite interpreters, CUDA graphs' static buffers): their batches take turns, unless
+        # each worker has a backend of its own (TFLite: ``Segmenter.replica``).
         self._run_lock = threading.Lock()
+        self._replicas: dict[int, tuple[Any, Any]] = {}   # worker -> (Segmenter, its replica)
+        self._worker_count = 1
         self._fallback_lock = threading.Lock()
         # node/ground.GroundGrid when ground_enabled: one call per published frame
         self.ground = None
@@ -194,8 +195,12 @@ class FramePath:
         self._publisher = threading.Thread(target=self._publish_loop, args=(handover,),
                                            daemon=True, name='pspnet_publish')
         self._publisher.start()
-        self._workers = [pool.submit(self._work, camset, handover, threads)
-                         for _ in range(workers)]
+        self._worker_count = workers
+        if workers > 1:     # each worker's own backend, built now rather than on a frame
+            for index in range(workers):
+                self._segmenter_for(index, threads)
+        self._workers = [pool.submit(self._work, camset, handover, index, threads)
+                         for index in range(workers)]
 
     def stop(self) -> None:
         """Stop the workers (each finishes the batch it runs, and the publisher the batches
@@ -213,6 +218,7 @@ class FramePath:
                 self.logger.warning('inference thread still busy after 10 s; leaving it')
                 break
         self._workers = []
+        self._replicas.clear()
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             with contextlib.suppress(queue.Full):
@@ -227,7 +233,8 @@ class FramePath:
         """Forget the cameras and the scheduler (cleanup); call after ``stop``."""
         self.cams, self.camset = {}, None
 
-    def _work(self, camset: CameraSet, handover: queue.Queue, threads: int) -> None:
+    def _work(self, camset: CameraSet, handover: queue.Queue, index: int, threads: int
+              ) -> None:
         if 'torch' in sys.modules and threads:
             # This thread's OpenMP pool only (its size is per calling thread); a thread of the
             # pool may have served another worker count before a reconfigure.
@@ -242,7 +249,7 @@ class FramePath:
                        if f.camera in self.cams}
             try:
                 if self._running:
-                    job = self._infer(batch, pending)
+                    job = self._infer(batch, pending, index, threads)
                     if job is not None:
                         # From here the publisher owns the frames' outcomes.
                         handover.put((job, pending))
@@ -291,21 +298,38 @@ class FramePath:
             self._settle(pending, cam, outcome)
 
     # -- one batch ---------------------------------------------------------------------------
-    def _infer(self, batch: Batch, pending: dict) -> tuple | None:
-        """Decode the batch's frames and run the good ones together (``max_batch`` at a
-        time), under one snapshot of the settings; returns what the publisher needs, or None
-        when nothing is left to publish."""
+    def _segmenter_for(self, index: int, threads: int) -> tuple[Any, Any, Any, bool]:
+        """The current settings and Segmenter, the Segmenter that worker ``index`` runs, and
+        whether that one is the worker's own (no lock needed). With several workers on a
+        backend that cannot be shared (TFLite), each worker gets a replica with ``threads`` CPU
+        threads, built again when the Segmenter changes (a fallback)."""
         cfg, seg = self._settings()
+        if seg is None or self._worker_count < 2 or concurrent_safe(seg) \
+                or not side_by_side(seg):
+            return cfg, seg, seg, concurrent_safe(seg)
+        base, own = self._replicas.get(index, (None, None))
+        if base is not seg:
+            try:
+                own = seg.replica(max(1, threads))
+            except Exception as exc:     # memory, a runtime refusing a second instance
+                own = None
+                self.log.warn('replica', f'worker {index} shares the backend, one batch at a '
+                              f'time: no backend of its own ({exc})')
+            self._replicas[index] = (seg, own)
+        return (cfg, seg, own, True) if own is not None else (cfg, seg, seg, False)
+
+    def _infer(self, batch: Batch, pending: dict, index: int = 0, threads: int = 0
+               ) -> tuple | None:
+        """Decode the batch's frames and run the good ones together (``max_batch`` at a
+        time), under one snapshot of the settings, on worker ``index``'s Segmenter; returns
+        what the publisher needs, or None when nothing is left to publish."""
+        cfg, base, seg, unlocked = self._segmenter_for(index, threads)
         if cfg is None or seg is None:
             return None     # cleaned up meanwhile: the frames count as discarded
         ready = []      # (camera, message, rgb, wanted outputs, receive time, decode seconds)
         for frame in batch.frames:
             cam = self.cams[frame.camera]
-            want = {n: cam.wanted(n) for n in OUTPUTS}
-            want['color_mask'] &= cfg.publish_color_mask
-            want['overlay'] &= cfg.publish_overlay
-            want['confidence'] &= cfg.publish_confidence
-            want['ground'] = self.ground is not None and self.ground.wanted()
+            want = wanted_outputs(cam, cfg, self.ground)
             if not any(want.values()):
                 self._settle(pending, cam, 'frames.skipped_no_subscribers')
                 continue
@@ -339,25 +363,25 @@ class FramePath:
         for i in range(0, len(ready), cfg.max_batch):
             chunk = ready[i:i + cfg.max_batch]
             try:
-                with (_NO_LOCK if concurrent_safe(seg) else self._run_lock):
+                with (_NO_LOCK if unlocked else self._run_lock):
                     inferred = seg.run_batch([r[2] for r in chunk],
                                              confidence=[r[3]['confidence'] for r in chunk],
                                              occupancy=[r[3]['occupancy'] for r in chunk])
             except Exception as exc:
-                self._run_failed(exc, chunk, cfg, seg, pending)
+                self._run_failed(exc, chunk, cfg, seg, pending, base)
                 continue
             runs.append((chunk, inferred))
-        return (cfg, seg, runs) if runs else None
+        return (cfg, base, seg, runs) if runs else None
 
     def _publish_job(self, job: tuple, pending: dict) -> None:
         """Postprocess each run of a batch and publish each camera's outputs with its own
         input header, under the settings the batch was inferred with."""
-        cfg, seg, runs = job
+        cfg, base, seg, runs = job
         for chunk, inferred in runs:
             try:
                 results = seg.finish_batch(inferred, regions=cfg.regions)
             except Exception as exc:
-                self._run_failed(exc, chunk, cfg, seg, pending)
+                self._run_failed(exc, chunk, cfg, seg, pending, base)
                 continue
             self.counters.inc('batches')
             self.counters.inc('batches.frames', len(chunk))
@@ -378,10 +402,11 @@ class FramePath:
                 lat.add('encode_publish', t3 - t2)
                 lat.add('end_to_end', time.monotonic() - t_recv)
 
-    def _run_failed(self, exc: Exception, chunk: list, cfg, seg, pending: dict) -> None:
-        """A run of ``chunk``'s frames failed (in the backend or in postprocessing): a bad
-        frame is that frame's error; anything else counts against every frame of the run and
-        may start a fallback backend."""
+    def _run_failed(self, exc: Exception, chunk: list, cfg, seg, pending: dict, base) -> None:
+        """A run of ``chunk``'s frames on ``seg`` failed (in the backend or in
+        postprocessing): a bad frame is that frame's error; anything else counts against every
+        frame of the run and may start a fallback for ``base``, the settings' Segmenter (``seg``
+        or the one it is a worker's replica of)."""
         if isinstance(exc, ImageError):
             # A bad frame says nothing about the backend: never a reason to fall back.
             for cam, *_ in chunk:
@@ -392,7 +417,7 @@ class FramePath:
             self._settle(pending, cam, 'frames.errors')
         self.error(None, 'inference', f'inference failed on {seg.backend.describe()} '
                    f'(batch of {len(chunk)}): {exc}')
-        self._try_fallback(exc, seg, cfg)
+        self._try_fallback(exc, base, cfg)
 
     def _try_fallback(self, exc: Exception, failed, cfg) -> None:
         with self._fallback_lock:
@@ -421,26 +446,3 @@ class FramePath:
         total = counters.get(f'errors.{kind}')
         self.log.warn(f'{cam.name if cam else ""}/{kind}',
                       f'[{kind}] {where}{text} ({total} so far)')
-
-
-def publish(cam: Camera, header, rgb, want: dict, res, seg, cfg) -> None:
-    """Publish one frame's wanted outputs on ``cam``'s publishers with the input header."""
-    pubs = cam.pubs
-    if want['mask']:
-        pubs['mask'].publish(labels_to_msg(res.labels, header))
-    if want['color_mask'] or want['overlay']:
-        color = seg.colorize(res.labels)
-        if want['color_mask']:
-            pubs['color_mask'].publish(rgb_to_msg(color, header))
-        if want['overlay']:
-            pubs['overlay'].publish(rgb_to_msg(overlay(rgb, color, cfg.overlay_alpha),
-                                               header))
-    if want['confidence']:
-        pubs['confidence'].publish(float_to_msg(res.confidence, header))
-    if want['occupancy']:
-        pubs['occupancy'].publish(occupancy_to_msg(res.occupancy, seg.class_names,
-                                                   cfg.regions, header))
-    if want['camera_info'] and cam.camera_info is not None:
-        info = cam.camera_info
-        info.header = header
-        pubs['camera_info'].publish(info)

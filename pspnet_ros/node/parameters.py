@@ -109,8 +109,9 @@ SCHEMA: tuple[Param, ...] = (
           'it runs without them (counted)', lo=0.0, hi=10.0, fixed=True),
     Param('inference_workers', 0, 'threads that run batches side by side, each on its own '
           'cameras with num_threads / workers CPU threads; 0 = auto (one camera or '
-          'synchronised sets: 1; several cameras on the torch CPU backend: one per camera, at '
-          'most one per CPU)', lo=0, hi=64, fixed=True),
+          'synchronised sets: 1; several cameras on torch or TFLite on the CPU: one per camera, '
+          'at most one per CPU; TFLite with an interpreter per worker)', lo=0, hi=64,
+          fixed=True),
     # The ground-plane semantic grid (node/ground.py; docs/ROS_INTERFACE.md, "Ground-plane
     # semantic grid"), read at configure.
     Param('ground_enabled', False, 'publish the ground-plane semantic grid (~/ground/<group>, '

@@ -190,9 +190,10 @@ class SegmentNode(LifecycleNode):
             self.get_logger().warning(workers_note)
         self.cams = {c.name: Camera(c) for c in cfg.cameras}
         self._recent = {}
-        # Several workers (torch on CPU) take one frame each: on CPU a batch runs no faster
-        # than its frames one by one (scripts/bench_batch.py: 0.92-1.02x), and a worker of
-        # one frame holds a quarter of a 4-frame batch's activations and answers sooner.
+        # Several workers (torch or TFLite on CPU) take one frame each: on CPU a batch runs
+        # no faster than its frames one by one (scripts/bench_batch.py: 0.92-1.02x), and a
+        # worker of one frame holds a quarter of a 4-frame batch's activations and answers
+        # sooner.
         batch = 1 if self.workers > 1 else cfg.max_batch
         self.camset = CameraSet(list(self.cams), max_batch=batch,
                                 sync_tolerance=cfg.sync_tolerance, sync_wait=cfg.sync_wait,

@@ -7,7 +7,7 @@ import time
 import numpy as np
 from std_msgs.msg import Header
 
-from .inference import publish
+from .publishing import publish
 
 
 class _Discard:
