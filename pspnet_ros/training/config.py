@@ -61,6 +61,12 @@ class TrainConfig(NetworkFields):
     licence: str = 'unspecified'
     training_data: str = 'unspecified'
 
+    @classmethod
+    def defaults(cls) -> TrainConfig:
+        """Every option at its default (no data or output named): what an option is compared
+        with to tell whether it was given."""
+        return cls(train_images='', train_labels='', out='')
+
     def validate(self) -> None:
         """Raise ValueError naming the first option that cannot work."""
         for name in ('input_size', 'crop_size'):

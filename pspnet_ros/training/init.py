@@ -56,7 +56,7 @@ def with_init_network(cfg: TrainConfig) -> tuple[TrainConfig, ModelCard | None]:
     extra = f', with {text} from the options' if text else ''
     print(f'init: the network of {card.path}{extra}', flush=True)
     sizes = {}
-    defaults = TrainConfig(train_images='', train_labels='', out='')
+    defaults = TrainConfig.defaults()
     if cfg.input_size == defaults.input_size:
         sizes['input_size'] = list(card.input_size)
     if cfg.crop_size == defaults.crop_size:

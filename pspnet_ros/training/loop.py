@@ -249,7 +249,7 @@ def _reproduce(cfg: TrainConfig, recipe: tuple[str, dict] | None) -> str:
     """The command that reproduces ``cfg``: the recipe file plus the options that differ from
     it, or every option that differs from its default; outputs go to train_out/ (never over
     the shipped models/ files) unless --out says."""
-    base = asdict(TrainConfig(train_images='', train_labels='', out=''))
+    base = asdict(TrainConfig.defaults())
     if recipe is not None:
         base.update(recipe[1])
 
