@@ -318,8 +318,7 @@ class FramePath:
             self._replicas[index] = (seg, own)
         return (cfg, seg, own, True) if own is not None else (cfg, seg, seg, False)
 
-    def _infer(self, batch: Batch, pending: dict, index: int = 0, threads: int = 0
-               ) -> tuple | None:
+    def _infer(self, batch: Batch, pending: dict, index: int, threads: int) -> tuple | None:
         """Decode the batch's frames and run the good ones together (``max_batch`` at a
         time), under one snapshot of the settings, on worker ``index``'s Segmenter; returns
         what the publisher needs, or None when nothing is left to publish."""
